@@ -1,0 +1,132 @@
+//! The contract's error shape.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chronicle_store::{ErrorKind, StoreError};
+use serde_json::{Map, Value, json};
+
+/// An error as the API answers it: a status, a snake_case code, a message, and details.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
+    }
+
+    /// Adds a field beside `code` and `message`.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A query or path parameter that cannot be used.
+    pub fn invalid_parameter(parameter: &str, message: impl Into<String>) -> ApiError {
+        ApiError::bad_request("invalid_parameter", message).with("parameter", parameter)
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match &error {
+            StoreError::WrongExpectedVersion {
+                index,
+                stream,
+                expected,
+                actual,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "wrong_expected_version",
+                error.to_string(),
+            )
+            .with("index", *index)
+            .with("stream", stream.as_str())
+            .with(
+                "expected",
+                serde_json::to_value(expected).unwrap_or(Value::Null),
+            )
+            .with("actual", *actual),
+            StoreError::DuplicateEventId { index, id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_event_id",
+                error.to_string(),
+            )
+            .with("index", *index)
+            .with("id", id.to_string()),
+            _ => match error.kind() {
+                ErrorKind::Unavailable => {
+                    tracing::warn!(error = %error, "store unavailable");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        error.to_string(),
+                    )
+                }
+                ErrorKind::InvalidInput => {
+                    ApiError::bad_request("invalid_input", error.to_string())
+                }
+                ErrorKind::NotFound => ApiError::not_found(error.to_string()),
+                ErrorKind::Conflict => {
+                    ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+                }
+                ErrorKind::Internal => {
+                    tracing::error!(error = ?error, "internal error");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error",
+                    )
+                }
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".into(), json!(self.code));
+        body.insert("message".into(), json!(self.message));
+        body.extend(self.details);
+        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

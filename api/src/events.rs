@@ -1,0 +1,237 @@
+//! Appending to the log and reading it back.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chronicle_domain::{NewEvent, PreparedEvent, RecordedEvent};
+use chronicle_store::{Appended, Direction, Head};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Bodies larger than this are parsed and validated off the async workers.
+const INLINE_VALIDATION_BYTES: usize = 64 * 1024;
+
+#[derive(Serialize)]
+pub(crate) struct AppendAnswer {
+    events: Vec<Appended>,
+}
+
+/// `POST /v1/events`: appends one atomic batch.
+pub(crate) async fn append(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AppendAnswer>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            batch_too_large(&state)
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })?;
+    let max_events = state.config.max_batch_events;
+    let events = if body.len() <= INLINE_VALIDATION_BYTES {
+        prepare_batch(&body, max_events)?
+    } else {
+        tokio::task::spawn_blocking(move || prepare_batch(&body, max_events))
+            .await
+            .map_err(|_| ApiError::bad_request("invalid_body", "could not read the batch"))??
+    };
+    let events = state.store.append(events).await?;
+    Ok(Json(AppendAnswer { events }))
+}
+
+fn batch_too_large(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+        format!(
+            "a batch holds at most {} events and {} bytes",
+            state.config.max_batch_events, state.config.max_batch_bytes
+        ),
+    )
+    .with("max_events", state.config.max_batch_events)
+    .with("max_bytes", state.config.max_batch_bytes)
+}
+
+/// Parses and validates a batch; the first bad event is named by index and field.
+fn prepare_batch(body: &[u8], max_events: usize) -> Result<Vec<PreparedEvent>, ApiError> {
+    #[derive(Deserialize)]
+    struct Batch {
+        events: Vec<Value>,
+    }
+    let batch: Batch = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected {{\"events\": [EVENT, …]}}: {error}"),
+        )
+    })?;
+    if batch.events.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_batch",
+            "a batch holds at least one event",
+        ));
+    }
+    if batch.events.len() > max_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "a batch holds at most {max_events} events; this one has {}",
+                batch.events.len()
+            ),
+        )
+        .with("max_events", max_events));
+    }
+    batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            NewEvent::from_json(value, Uuid::now_v7())
+                .map(PreparedEvent::new)
+                .map_err(|invalid| {
+                    ApiError::bad_request("invalid_event", format!("event {index}: {invalid}"))
+                        .with("index", index)
+                        .with("field", invalid.field.as_str())
+                })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogPage {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct LogAnswer {
+    events: Vec<RecordedEvent>,
+    next: u64,
+}
+
+const MAX_PAGE: u32 = 1_000;
+const DEFAULT_PAGE: u32 = 100;
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(DEFAULT_PAGE) {
+        0 => Err(ApiError::invalid_parameter(
+            "limit",
+            "limit must be at least 1",
+        )),
+        n if n > MAX_PAGE => Err(ApiError::invalid_parameter(
+            "limit",
+            format!("limit must be at most {MAX_PAGE}"),
+        )),
+        n => Ok(n),
+    }
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(value)| value)
+        .map_err(|rejection| ApiError::bad_request("invalid_parameter", rejection.body_text()))
+}
+
+/// `GET /v1/events?after=P&limit=N`: the log after P.
+pub(crate) async fn read_log(
+    State(state): State<AppState>,
+    page: Result<Query<LogPage>, QueryRejection>,
+) -> Result<Json<LogAnswer>, ApiError> {
+    let page = query(page)?;
+    let limit = page_limit(page.limit)?;
+    let events = state.store.read_all(page.after, limit).await?;
+    let next = events.last().map_or(page.after, |event| event.position);
+    Ok(Json(LogAnswer { events, next }))
+}
+
+/// `GET /v1/events/ID`.
+pub(crate) async fn read_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RecordedEvent>, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::invalid_parameter("id", "an event id is a UUID"))?;
+    let event = state.store.event_by_id(id).await?;
+    event
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no event has id {id}")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StreamPage {
+    from_version: Option<u64>,
+    limit: Option<u32>,
+    #[serde(default)]
+    direction: StreamDirection,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum StreamDirection {
+    #[default]
+    Forward,
+    Backward,
+}
+
+#[derive(Serialize)]
+pub(crate) struct StreamAnswer {
+    stream: String,
+    events: Vec<RecordedEvent>,
+    /// The `from_version` of the next page, or null at the end.
+    next_version: Option<u64>,
+}
+
+/// `GET /v1/streams/STREAM?from_version=V&limit=N&direction=forward|backward`.
+pub(crate) async fn read_stream(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    page: Result<Query<StreamPage>, QueryRejection>,
+) -> Result<Json<StreamAnswer>, ApiError> {
+    let page = query(page)?;
+    let limit = page_limit(page.limit)?;
+    let direction = match page.direction {
+        StreamDirection::Forward => Direction::Forward,
+        StreamDirection::Backward => Direction::Backward,
+    };
+    let events = state
+        .store
+        .read_stream(&stream, page.from_version, limit, direction)
+        .await?;
+    if events.is_empty()
+        && state
+            .store
+            .read_stream(&stream, None, 1, Direction::Backward)
+            .await?
+            .is_empty()
+    {
+        return Err(ApiError::not_found(format!(
+            "stream {stream} has no events"
+        )));
+    }
+    let full_page = events.len() == limit as usize;
+    let next_version = match (direction, events.last()) {
+        (Direction::Forward, Some(last)) if full_page => Some(last.stream_version + 1),
+        (Direction::Backward, Some(last)) if full_page && last.stream_version > 1 => {
+            Some(last.stream_version - 1)
+        }
+        _ => None,
+    };
+    Ok(Json(StreamAnswer {
+        stream,
+        events,
+        next_version,
+    }))
+}
+
+/// `GET /v1/head`.
+pub(crate) async fn head(State(state): State<AppState>) -> Json<Head> {
+    Json(state.store.head())
+}

@@ -1,0 +1,20 @@
+//! Chronicle's HTTP API: the axum router over the store, and the server that runs it.
+//!
+//! Layout:
+//! - [`router`] builds every route over an [`AppState`]; [`Application`] binds a listener (port 0
+//!   in tests), reports its address and serves until a shutdown future resolves, then lets the
+//!   store finish every append already accepted.
+//! - `error`: [`ApiError`], the one error shape of the contract, `{"error": {"code", "message",
+//!   …details}}`, and the mapping from store error kinds to statuses.
+//! - `auth`: the bearer-token check every `/v1` route passes.
+//! - `events`: appending and reading the log.
+//!
+//! It reads no environment and no files: the binary hands it an [`ApiConfig`].
+
+mod auth;
+mod error;
+mod events;
+mod server;
+
+pub use error::ApiError;
+pub use server::{ApiConfig, AppState, Application, router};

@@ -1,0 +1,5 @@
+//! The API over real HTTP on loopback, against a real SQLite file in a temporary directory.
+
+mod append;
+mod read;
+mod support;

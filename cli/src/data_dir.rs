@@ -1,0 +1,109 @@
+//! The data directory: its layout, the lock that keeps a second process out, the admin token.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+
+/// An opened data directory, locked for this process while the value lives.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory when missing and takes its lock.
+    pub fn open(root: &Path, database_url: Option<&str>) -> anyhow::Result<DataDir> {
+        if database_url.is_some() {
+            bail!(
+                "--database-url (PostgreSQL) is not supported by this build yet: leave it unset to use the embedded database"
+            );
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the data directory {}", root.display()))?;
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another chronicle process is using {}: stop it, or send events to it with `chronicle ingest --url`",
+                root.display()
+            );
+        }
+        Ok(DataDir {
+            root: root.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join("chronicle.db")
+    }
+
+    /// Returns the admin token: the one given, else the one in DATA/admin-token, else a new one
+    /// written there (mode 0600) and reported as new so the caller prints it once.
+    pub fn admin_token(&self, given: Option<&str>) -> anyhow::Result<AdminToken> {
+        if let Some(token) = given {
+            if token.trim().len() < 16 {
+                bail!("CHRONICLE_ADMIN_TOKEN must be at least 16 characters");
+            }
+            return Ok(AdminToken {
+                value: token.trim().to_owned(),
+                created: false,
+            });
+        }
+        let path = self.root.join("admin-token");
+        match std::fs::read_to_string(&path) {
+            Ok(token) if !token.trim().is_empty() => {
+                return Ok(AdminToken {
+                    value: token.trim().to_owned(),
+                    created: false,
+                });
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        }
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let value = format!(
+            "chr_admin_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{value}")
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(AdminToken {
+            value,
+            created: true,
+        })
+    }
+}
+
+/// The admin token and whether this start created it.
+#[derive(Debug)]
+pub struct AdminToken {
+    pub value: String,
+    pub created: bool,
+}

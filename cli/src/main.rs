@@ -1,0 +1,121 @@
+//! `chronicle`: the server and the command-line tools of Chronicle, a tamper-evident,
+//! event-sourced audit log.
+//!
+//! Flags and environment are parsed here into the typed configs the library crates take
+//! (`StoreConfig`, `ApiConfig`); no library crate reads the environment.
+
+mod data_dir;
+mod ingest;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Chronicle: a tamper-evident, event-sourced audit and observability backend.
+#[derive(Debug, Parser)]
+#[command(name = "chronicle", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves the HTTP API over the data directory (embedded SQLite by default).
+    Serve(ServeArgs),
+    /// Fills a fresh data directory with a realistic generated history, then serves it.
+    Demo(DemoArgs),
+    /// Appends the events of an NDJSON file (one event as sent per line), in atomic batches.
+    Ingest(IngestArgs),
+}
+
+/// Where Chronicle keeps its data.
+#[derive(Debug, Clone, Args)]
+struct StorageArgs {
+    /// The data directory: the embedded database, the search index, the signing key.
+    #[arg(long, env = "CHRONICLE_DATA", default_value = "./chronicle-data")]
+    data: PathBuf,
+    /// Keep the log and read models in PostgreSQL instead of the embedded database.
+    #[arg(long, env = "CHRONICLE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The address to listen on.
+    #[arg(long, env = "CHRONICLE_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// The admin token; when unset, the first start makes one and writes it to DATA/admin-token.
+    #[arg(long, env = "CHRONICLE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The seed of the generated history: the same seed gives the same history.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Roughly how many events to generate.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+struct IngestArgs {
+    /// The NDJSON file to append.
+    file: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Append through a running server at this URL instead of opening the data directory.
+    #[arg(long, env = "CHRONICLE_URL")]
+    url: Option<String>,
+    /// The bearer token for --url (an admin or append token).
+    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Events per atomic batch.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Demo(args) => serve::demo(args).await,
+            Command::Ingest(args) => ingest::ingest(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The appender: the one task that writes the log.
+//!
+//! It takes every request waiting on its channel (up to a budget of events), places them one
+//! request at a time against what is committed plus what earlier requests of the same group
+//! placed, writes every placed row in one transaction, commits once, and only then answers the
+//! requests and publishes the new head. One fsync carries the whole group; positions are
+//! gap-free in commit order because only this task assigns them.
+
+use std::collections::HashMap;
+
+use chronicle_domain::{NewEvent, Place, PreparedEvent, RecordedEvent, format_timestamp};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::store::{Appended, Head};
+
+/// Rows per multi-row statement: 9 columns each stays well under SQLite's 32,766 variables.
+const ROWS_PER_STATEMENT: usize = 1_000;
+/// Streams kept in memory between groups; past this the cache starts over.
+const STREAM_CACHE_LIMIT: usize = 200_000;
+
+pub(crate) enum Command {
+    Append(Request),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct Request {
+    pub events: Vec<PreparedEvent>,
+    pub reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StreamState {
+    stream_id: i64,
+    version: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WorkspaceState {
+    workspace_id: i64,
+    seq: u64,
+}
+
+/// One event placed in the current group, waiting for the commit.
+struct PlacedRow<'a> {
+    event: &'a NewEvent,
+    prepared: &'a PreparedEvent,
+    place: Place,
+    stream_id: i64,
+    workspace_id: Option<i64>,
+}
+
+/// What the group has placed so far, over the committed state.
+#[derive(Default)]
+struct GroupState {
+    streams: HashMap<String, StreamState>,
+    workspaces: HashMap<String, WorkspaceState>,
+    /// Event ids placed in this group: index into `rows`.
+    placed_ids: HashMap<Uuid, usize>,
+}
+
+pub(crate) struct Appender {
+    connection: SqliteConnection,
+    max_group_events: usize,
+    next_position: u64,
+    next_stream_id: i64,
+    next_workspace_id: i64,
+    last_recorded_at: OffsetDateTime,
+    head: Head,
+    streams: HashMap<String, StreamState>,
+    workspaces: HashMap<String, WorkspaceState>,
+}
+
+impl Appender {
+    /// Reads what the appender must know of the committed log.
+    pub async fn load(
+        connection: SqliteConnection,
+        max_group_events: usize,
+    ) -> Result<Appender, StoreError> {
+        let mut appender = Appender {
+            connection,
+            max_group_events: max_group_events.max(1),
+            next_position: 1,
+            next_stream_id: 1,
+            next_workspace_id: 1,
+            last_recorded_at: OffsetDateTime::UNIX_EPOCH,
+            head: Head::default(),
+            streams: HashMap::new(),
+            workspaces: HashMap::new(),
+        };
+        appender.reload().await?;
+        Ok(appender)
+    }
+
+    pub fn head(&self) -> Head {
+        self.head.clone()
+    }
+
+    /// Rereads the committed state, after start or after a commit that may not have landed.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let last =
+            sqlx::query("SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1")
+                .fetch_optional(&mut self.connection)
+                .await?;
+        self.head = match last {
+            Some(row) => Head {
+                position: row.get::<i64, _>(0) as u64,
+                recorded_at: Some(row.get(1)),
+            },
+            None => Head::default(),
+        };
+        self.next_position = self.head.position + 1;
+        self.last_recorded_at = self
+            .head
+            .recorded_at
+            .as_deref()
+            .and_then(|text| chronicle_domain::parse_timestamp(text).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        self.next_stream_id =
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(stream_id), 0) + 1 FROM streams")
+                .fetch_one(&mut self.connection)
+                .await?;
+        self.streams.clear();
+        self.workspaces.clear();
+        let rows = sqlx::query("SELECT workspace_id, name, seq FROM workspaces")
+            .fetch_all(&mut self.connection)
+            .await?;
+        for row in rows {
+            let state = WorkspaceState {
+                workspace_id: row.get(0),
+                seq: row.get::<i64, _>(2) as u64,
+            };
+            self.workspaces.insert(row.get(1), state);
+        }
+        self.next_workspace_id = self
+            .workspaces
+            .values()
+            .map(|w| w.workspace_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok(())
+    }
+
+    /// Serves commands until a shutdown arrives and every append queued before it is done.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, head: watch::Sender<Head>) {
+        let mut shutdown_waiters = Vec::new();
+        while let Some(command) = commands.recv().await {
+            let mut group = Vec::new();
+            let mut events = 0;
+            let mut next = Some(command);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append(request) => {
+                        events += request.events.len();
+                        group.push(request);
+                    }
+                    Command::Shutdown(waiter) => {
+                        // Refuse new appends; those already queued are still served.
+                        commands.close();
+                        shutdown_waiters.push(waiter);
+                    }
+                }
+                if events < self.max_group_events {
+                    next = commands.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group, &head).await;
+            }
+        }
+        for waiter in shutdown_waiters {
+            let _ = waiter.send(());
+        }
+        tracing::info!(position = self.head.position, "appender stopped");
+    }
+
+    async fn commit_group(&mut self, group: Vec<Request>, head: &watch::Sender<Head>) {
+        let mut outcomes: Vec<Option<Result<Vec<Appended>, StoreError>>> =
+            Vec::with_capacity(group.len());
+        let result = self.place_and_write(&group, &mut outcomes).await;
+        match result {
+            Ok(()) => {
+                head.send_replace(self.head.clone());
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "group commit failed; the appender rereads the committed state");
+                for outcome in outcomes.iter_mut() {
+                    if matches!(outcome, Some(Ok(_))) {
+                        *outcome = Some(Err(StoreError::Unavailable(
+                            "the database could not commit the batch".into(),
+                        )));
+                    }
+                }
+                if let Err(error) = self.reload().await {
+                    tracing::error!(error = %error, "rereading the committed state failed");
+                }
+            }
+        }
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            let outcome = outcome
+                .unwrap_or_else(|| Err(StoreError::Unavailable("the batch was not placed".into())));
+            let _ = request.reply.send(outcome);
+        }
+    }
+
+    /// Places every request of the group, writes the placed rows, commits, then advances the
+    /// committed state. `outcomes` gets one entry per request as it is placed.
+    async fn place_and_write(
+        &mut self,
+        group: &[Request],
+        outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|p| p.event.id))
+            .collect();
+        let recorded = self.recorded_by_id(&ids).await?;
+        let names: Vec<&str> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|p| p.event.stream.as_str()))
+            .filter(|name| !self.streams.contains_key(*name))
+            .collect();
+        self.load_streams(&names).await?;
+
+        let mut state = GroupState::default();
+        let mut rows: Vec<PlacedRow<'_>> = Vec::new();
+        for request in group {
+            let outcome = self.place_request(request, &recorded, &mut state, &mut rows);
+            outcomes.push(Some(outcome));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+
+        let recorded_at = self.next_recorded_at();
+        let recorded_at_text = format_timestamp(recorded_at);
+        let mut transaction = self.connection.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, workspace_seq, \
+                 recorded_at, body, leaf_hash) ",
+            );
+            insert.push_values(chunk, |mut values, row| {
+                let (body, hash) = row.prepared.seal(row.place, &recorded_at_text);
+                values
+                    .push_bind(row.place.position as i64)
+                    .push_bind(row.event.id.as_bytes().to_vec())
+                    .push_bind(row.stream_id)
+                    .push_bind(row.place.stream_version as i64)
+                    .push_bind(row.workspace_id)
+                    .push_bind(row.place.workspace_seq.map(|seq| seq as i64))
+                    .push_bind(recorded_at_text.clone())
+                    .push_bind(body)
+                    .push_bind(hash.to_vec());
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        let streams: Vec<(&String, &StreamState)> = state.streams.iter().collect();
+        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO streams (stream_id, name, version) ");
+            upsert.push_values(chunk, |mut values, (name, stream)| {
+                values
+                    .push_bind(stream.stream_id)
+                    .push_bind(name.as_str())
+                    .push_bind(stream.version as i64);
+            });
+            upsert.push(" ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version");
+            upsert.build().execute(&mut *transaction).await?;
+        }
+        for (name, workspace) in &state.workspaces {
+            sqlx::query(
+                "INSERT INTO workspaces (workspace_id, name, seq) VALUES (?, ?, ?) \
+                 ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(workspace.workspace_id)
+            .bind(name)
+            .bind(workspace.seq as i64)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+
+        // Committed: the group's state becomes the committed state.
+        let last_position = rows
+            .iter()
+            .map(|row| row.place.position)
+            .max()
+            .unwrap_or(self.head.position);
+        self.next_position = last_position + 1;
+        self.last_recorded_at = recorded_at;
+        self.head = Head {
+            position: last_position,
+            recorded_at: Some(recorded_at_text),
+        };
+        if self.streams.len() + state.streams.len() > STREAM_CACHE_LIMIT {
+            self.streams.clear();
+        }
+        self.streams.extend(state.streams);
+        self.workspaces.extend(state.workspaces);
+        Ok(())
+    }
+
+    /// Places one atomic request over the group so far; on refusal the group is unchanged.
+    fn place_request<'a>(
+        &mut self,
+        request: &'a Request,
+        recorded: &HashMap<Uuid, RecordedEvent>,
+        group: &mut GroupState,
+        rows: &mut Vec<PlacedRow<'a>>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let first_row = rows.len();
+        let mut streams: HashMap<&str, StreamState> = HashMap::new();
+        let mut workspaces: HashMap<&str, WorkspaceState> = HashMap::new();
+        let mut answers = Vec::with_capacity(request.events.len());
+        let mut next_position = self.next_position + first_row as u64;
+        let next_stream_id = self.next_stream_id;
+        let next_workspace_id = self.next_workspace_id;
+
+        let refuse = |appender: &mut Appender, rows: &mut Vec<PlacedRow<'a>>, error: StoreError| {
+            rows.truncate(first_row);
+            appender.next_stream_id = next_stream_id;
+            appender.next_workspace_id = next_workspace_id;
+            Err(error)
+        };
+
+        for (index, prepared) in request.events.iter().enumerate() {
+            let event = &prepared.event;
+            if let Some(existing) = recorded.get(&event.id) {
+                if event.content() != existing.content() {
+                    return refuse(
+                        self,
+                        rows,
+                        StoreError::DuplicateEventId {
+                            index,
+                            id: event.id,
+                        },
+                    );
+                }
+                answers.push(Appended {
+                    id: existing.id,
+                    position: existing.position,
+                    stream: existing.stream.clone(),
+                    stream_version: existing.stream_version,
+                    workspace_seq: existing.workspace_seq,
+                });
+                continue;
+            }
+            let placed_before = group.placed_ids.get(&event.id).copied().or_else(|| {
+                rows[first_row..]
+                    .iter()
+                    .position(|row| row.event.id == event.id)
+                    .map(|offset| first_row + offset)
+            });
+            if let Some(row_index) = placed_before {
+                let row = &rows[row_index];
+                if event.content() != row.event.content() {
+                    return refuse(
+                        self,
+                        rows,
+                        StoreError::DuplicateEventId {
+                            index,
+                            id: event.id,
+                        },
+                    );
+                }
+                answers.push(appended(row));
+                continue;
+            }
+
+            let stream = match streams.get(event.stream.as_str()) {
+                Some(stream) => Some(*stream),
+                None => group
+                    .streams
+                    .get(&event.stream)
+                    .or_else(|| self.streams.get(&event.stream))
+                    .copied(),
+            };
+            let current = stream.map_or(0, |stream| stream.version);
+            if !event.expected_version.admits(current) {
+                let error = StoreError::WrongExpectedVersion {
+                    index,
+                    stream: event.stream.clone(),
+                    expected: event.expected_version,
+                    actual: current,
+                };
+                return refuse(self, rows, error);
+            }
+            let stream = stream.unwrap_or_else(|| {
+                let stream_id = self.next_stream_id;
+                self.next_stream_id += 1;
+                StreamState {
+                    stream_id,
+                    version: 0,
+                }
+            });
+            let stream = StreamState {
+                version: stream.version + 1,
+                ..stream
+            };
+            streams.insert(event.stream.as_str(), stream);
+
+            let workspace = match event.workspace.as_deref() {
+                None => None,
+                Some(name) => {
+                    let known = match workspaces.get(name) {
+                        Some(workspace) => Some(*workspace),
+                        None => group
+                            .workspaces
+                            .get(name)
+                            .or_else(|| self.workspaces.get(name))
+                            .copied(),
+                    };
+                    let workspace = known.unwrap_or_else(|| {
+                        let workspace_id = self.next_workspace_id;
+                        self.next_workspace_id += 1;
+                        WorkspaceState {
+                            workspace_id,
+                            seq: 0,
+                        }
+                    });
+                    let workspace = WorkspaceState {
+                        seq: workspace.seq + 1,
+                        ..workspace
+                    };
+                    workspaces.insert(name, workspace);
+                    Some(workspace)
+                }
+            };
+
+            let place = Place {
+                position: next_position,
+                stream_version: stream.version,
+                workspace_seq: workspace.map(|w| w.seq),
+            };
+            next_position += 1;
+            rows.push(PlacedRow {
+                event,
+                prepared,
+                place,
+                stream_id: stream.stream_id,
+                workspace_id: workspace.map(|w| w.workspace_id),
+            });
+            answers.push(appended(rows.last().expect("just pushed")));
+        }
+
+        // The whole request is placed: it joins the group.
+        for (offset, row) in rows[first_row..].iter().enumerate() {
+            group.placed_ids.insert(row.event.id, first_row + offset);
+        }
+        group.streams.extend(
+            streams
+                .into_iter()
+                .map(|(name, state)| (name.to_owned(), state)),
+        );
+        group.workspaces.extend(
+            workspaces
+                .into_iter()
+                .map(|(name, state)| (name.to_owned(), state)),
+        );
+        Ok(answers)
+    }
+
+    /// The time every event of the next group is recorded at: now, to the millisecond, and never
+    /// before the previous group, so time order and position order agree.
+    fn next_recorded_at(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+        now.max(self.last_recorded_at)
+    }
+
+    /// Returns the recorded events among `ids`.
+    async fn recorded_by_id(
+        &mut self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT position, body, leaf_hash FROM events WHERE id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_bytes().to_vec());
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut self.connection).await? {
+                let event = crate::reads::decode_row(&row)?;
+                found.insert(event.id, event);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Brings the committed state of these streams into the cache; absent streams stay absent.
+    async fn load_streams(&mut self, names: &[&str]) -> Result<(), StoreError> {
+        for chunk in names.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT stream_id, name, version FROM streams WHERE name IN (",
+            );
+            let mut list = query.separated(", ");
+            for name in chunk {
+                list.push_bind(*name);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut self.connection).await? {
+                let state = StreamState {
+                    stream_id: row.get(0),
+                    version: row.get::<i64, _>(2) as u64,
+                };
+                self.streams.insert(row.get(1), state);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn appended(row: &PlacedRow<'_>) -> Appended {
+    Appended {
+        id: row.event.id,
+        position: row.place.position,
+        stream: row.event.stream.clone(),
+        stream_version: row.place.stream_version,
+        workspace_seq: row.place.workspace_seq,
+    }
+}

@@ -1,0 +1,77 @@
+//! The store's errors.
+
+use chronicle_domain::ExpectedVersion;
+use uuid::Uuid;
+
+/// What kind of failure an error is, independent of any transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidInput,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream's version did not meet the producer's demand; nothing of the batch was appended.
+    #[error("stream {stream} is at version {actual}, expected {expected}")]
+    WrongExpectedVersion {
+        index: usize,
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// An event id that is already recorded (or repeated in the batch) with other content.
+    #[error("event id {id} is already recorded with other content")]
+    DuplicateEventId { index: usize, id: Uuid },
+    /// The store is shutting down or cannot take writes now (a full disk, a busy database).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be read back.
+    #[error("stored event at position {position} is unreadable: {source}")]
+    Corrupt {
+        position: u64,
+        source: serde_json::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Returns the kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. } => {
+                ErrorKind::Conflict
+            }
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Database(error) if is_unavailable(error) => ErrorKind::Unavailable,
+            StoreError::Corrupt { .. } | StoreError::Database(_) | StoreError::Migration(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// A full disk, a locked or busy database, or an exhausted pool: worth retrying later.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            // SQLite primary codes: 5 BUSY, 6 LOCKED, 13 FULL, 10 IOERR.
+            matches!(
+                db.code()
+                    .as_deref()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff),
+                Some(5 | 6 | 10 | 13)
+            )
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,194 @@
+//! The [`Store`] handle: opening, appending through the appender, reading, the head watch.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronicle_domain::{PreparedEvent, RecordedEvent};
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::appender::{Appender, Command, Request};
+use crate::error::StoreError;
+use crate::reads;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The SQLite database file; created with its folder when missing.
+    pub database_path: PathBuf,
+    /// The most events one group commit carries.
+    pub max_group_events: usize,
+    /// How many append requests may wait for the appender before callers are told to retry.
+    pub queue_capacity: usize,
+    /// Read-only connections for readers.
+    pub reader_connections: u32,
+}
+
+impl StoreConfig {
+    /// Returns the defaults for a database at `database_path`.
+    pub fn new(database_path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            database_path: database_path.into(),
+            max_group_events: 20_000,
+            queue_capacity: 4_096,
+            reader_connections: 4,
+        }
+    }
+}
+
+/// The newest committed event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub position: u64,
+    pub recorded_at: Option<String>,
+}
+
+/// Where one appended event landed, as `POST /v1/events` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    pub id: Uuid,
+    pub position: u64,
+    pub stream: String,
+    pub stream_version: u64,
+    pub workspace_seq: Option<u64>,
+}
+
+/// Which way to read a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Forward,
+    Backward,
+}
+
+/// A handle on the event store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    commands: mpsc::Sender<Command>,
+    readers: SqlitePool,
+    head: watch::Receiver<Head>,
+    appender: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("head", &*self.head.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store, runs migrations and starts the appender.
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        if let Some(folder) = config.database_path.parent()
+            && !folder.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(folder).map_err(|error| {
+                StoreError::Unavailable(format!("cannot create {}: {error}", folder.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&config.database_path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut writer = options.clone().connect().await?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&mut writer)
+            .await?;
+        writer.ping().await?;
+
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.reader_connections.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+
+        let appender = Appender::load(writer, config.max_group_events).await?;
+        let (head_sender, head) = watch::channel(appender.head());
+        let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let task = tokio::spawn(appender.run(receiver, head_sender));
+        Ok(Store {
+            commands,
+            readers,
+            head,
+            appender: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// Appends one atomic batch: every event or none. Events repeated with the same id and
+    /// content append nothing and answer with their first places.
+    pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Command::Append(Request { events, reply });
+        self.commands
+            .try_send(request)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("the append queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    StoreError::Unavailable("the store is shutting down".into())
+                }
+            })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the appender stopped before answering".into()))?
+    }
+
+    /// Returns the newest committed event's position and time.
+    pub fn head(&self) -> Head {
+        self.head.borrow().clone()
+    }
+
+    /// Returns a watch that changes each time a group commit lands.
+    pub fn subscribe_head(&self) -> watch::Receiver<Head> {
+        self.head.clone()
+    }
+
+    /// Returns at most `limit` events after `after`, in position order.
+    pub async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        reads::read_all(&self.readers, after, limit).await
+    }
+
+    /// Returns at most `limit` events of one stream starting at `from_version` (inclusive);
+    /// backward from the newest when `from_version` is `None`.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: Option<u64>,
+        limit: u32,
+        direction: Direction,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        reads::read_stream(&self.readers, stream, from_version, limit, direction).await
+    }
+
+    /// Returns the event with this id, if it is recorded.
+    pub async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        reads::event_by_id(&self.readers, id).await
+    }
+
+    /// Stops taking appends, finishes every append already queued, and waits for the appender.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        if let Some(task) = self.appender.lock().await.take() {
+            let _ = task.await;
+        }
+        self.readers.close().await;
+    }
+}
