@@ -94,7 +94,7 @@ impl From<StoreError> for ApiError {
                     )
                 }
                 ErrorKind::InvalidInput => {
-                    ApiError::bad_request("invalid_input", error.to_string())
+                    ApiError::bad_request("invalid_parameter", error.to_string())
                 }
                 ErrorKind::NotFound => ApiError::not_found(error.to_string()),
                 ErrorKind::Conflict => {

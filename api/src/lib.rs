@@ -8,12 +8,15 @@
 //!   …details}}`, and the mapping from store error kinds to statuses.
 //! - `auth`: the bearer-token check every `/v1` route passes.
 //! - `events`: appending and reading the log.
+//! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
+//! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //!
 //! It reads no environment and no files: the binary hands it an [`ApiConfig`].
 
 mod auth;
 mod error;
 mod events;
+mod integrity;
 mod server;
 
 pub use error::ApiError;

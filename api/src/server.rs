@@ -17,7 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{require_token, token_hash};
-use crate::{error::ApiError, events};
+use crate::{error::ApiError, events, integrity};
 
 /// What the server needs to know; the binary builds it from flags and environment.
 #[derive(Debug, Clone)]
@@ -67,6 +67,22 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::read_event))
         .route("/streams/{stream}", get(events::read_stream))
         .route("/head", get(events::head))
+        .route("/checkpoint", get(integrity::log_checkpoint))
+        .route("/public-key", get(integrity::public_key))
+        .route("/proofs/inclusion", get(integrity::log_inclusion))
+        .route("/proofs/consistency", get(integrity::log_consistency))
+        .route(
+            "/workspaces/{workspace}/checkpoint",
+            get(integrity::workspace_checkpoint),
+        )
+        .route(
+            "/workspaces/{workspace}/proofs/inclusion",
+            get(integrity::workspace_inclusion),
+        )
+        .route(
+            "/workspaces/{workspace}/proofs/consistency",
+            get(integrity::workspace_consistency),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .fallback(|| async { ApiError::not_found("no such route") });
     Router::new()

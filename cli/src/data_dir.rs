@@ -6,7 +6,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use chronicle_store::checkpoint::{self, NoteSigner};
+use chronicle_store::{Store, StoreConfig};
 use rand::RngCore;
+
+use crate::StorageArgs;
 
 /// An opened data directory, locked for this process while the value lives.
 #[derive(Debug)]
@@ -50,6 +54,35 @@ impl DataDir {
 
     pub fn database_path(&self) -> PathBuf {
         self.root.join("chronicle.db")
+    }
+
+    /// Returns the checkpoint signer: the key at `--signing-key`, else DATA/signing-key, made
+    /// (mode 0600) on first start.
+    pub fn signer(&self, storage: &StorageArgs) -> anyhow::Result<NoteSigner> {
+        let path = storage
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| self.root.join("signing-key"));
+        let (signer, created) = checkpoint::load_or_create_key_file(&path, &storage.origin)
+            .with_context(|| format!("cannot load the signing key {}", path.display()))?;
+        if created {
+            eprintln!(
+                "created the checkpoint signing key {} ({})",
+                path.display(),
+                signer.verifier_key()
+            );
+        }
+        Ok(signer)
+    }
+
+    /// Opens the event log of this directory.
+    pub async fn open_store(&self, storage: &StorageArgs) -> anyhow::Result<Store> {
+        let path = self.database_path();
+        let mut config = StoreConfig::new(&path, self.signer(storage)?);
+        config.origin = storage.origin.clone();
+        Store::open(config)
+            .await
+            .with_context(|| format!("cannot open the event log at {}", path.display()))
     }
 
     /// Returns the admin token: the one given, else the one in DATA/admin-token, else a new one

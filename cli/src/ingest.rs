@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 
 use anyhow::{Context, anyhow, bail};
 use chronicle_domain::{NewEvent, PreparedEvent};
-use chronicle_store::{Store, StoreConfig};
+use chronicle_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use uuid::Uuid;
@@ -92,7 +92,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
         None => {
             let data = DataDir::open(&args.storage.data, args.storage.database_url.as_deref())?;
-            let store = Store::open(StoreConfig::new(data.database_path())).await?;
+            let store = data.open_store(&args.storage).await?;
             (Sink::Local(store), Some(data))
         }
     };

@@ -6,6 +6,7 @@
 
 mod data_dir;
 mod ingest;
+mod integrity;
 mod serve;
 
 use std::net::SocketAddr;
@@ -30,6 +31,45 @@ enum Command {
     Demo(DemoArgs),
     /// Appends the events of an NDJSON file (one event as sent per line), in atomic batches.
     Ingest(IngestArgs),
+    /// Verifies a whole store (--data) or a running server (--url) without trusting it: every
+    /// leaf hash, every tree node, the signed checkpoints. Exits non-zero on any problem.
+    Verify(VerifyArgs),
+    /// Prints the current signed checkpoint of the log (and of each --workspace).
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct VerifyArgs {
+    /// An evidence bundle (zip) to verify offline.
+    bundle: Option<PathBuf>,
+    /// A data directory to verify (the server may be running).
+    #[arg(long, conflicts_with = "url")]
+    data: Option<PathBuf>,
+    /// A running server to verify through its API.
+    #[arg(long, env = "CHRONICLE_URL")]
+    url: Option<String>,
+    /// The bearer token for --url.
+    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The log's public key (`NAME+KEYID+BASE64`, as GET /v1/public-key answers); default: the
+    /// data directory's own key, or the server's.
+    #[arg(long)]
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct CheckpointArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Ask a running server instead of opening the data directory.
+    #[arg(long, env = "CHRONICLE_URL")]
+    url: Option<String>,
+    /// The bearer token for --url.
+    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Also print this workspace's checkpoint (repeatable).
+    #[arg(long)]
+    workspace: Vec<String>,
 }
 
 /// Where Chronicle keeps its data.
@@ -41,6 +81,12 @@ struct StorageArgs {
     /// Keep the log and read models in PostgreSQL instead of the embedded database.
     #[arg(long, env = "CHRONICLE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The Ed25519 key that signs checkpoints (default DATA/signing-key, made on first start).
+    #[arg(long, env = "CHRONICLE_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// The origin line of the log's checkpoints; workspace trees use ORIGIN/workspaces/WS.
+    #[arg(long, env = "CHRONICLE_ORIGIN", default_value = "chronicle.local")]
+    origin: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -109,6 +155,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await,
             Command::Demo(args) => serve::demo(args).await,
             Command::Ingest(args) => ingest::ingest(args).await,
+            Command::Verify(args) => integrity::verify(args).await,
+            Command::Checkpoint(args) => integrity::checkpoint(args).await,
         }
     });
     match result {

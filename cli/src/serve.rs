@@ -4,7 +4,7 @@ use anyhow::Context;
 use chronicle_api::{ApiConfig, Application};
 use chronicle_domain::{NewEvent, PreparedEvent};
 use chronicle_fixtures::{HistoryGenerator, Scale};
-use chronicle_store::{Store, StoreConfig};
+use chronicle_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ const DEMO_BATCH: usize = 1_000;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data = DataDir::open(&args.storage.data, args.storage.database_url.as_deref())?;
-    let store = open_store(&data).await?;
+    let store = data.open_store(&args.storage).await?;
     run(&data, store, &args).await
 }
 
@@ -25,7 +25,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &args.serve.storage.data,
         args.serve.storage.database_url.as_deref(),
     )?;
-    let store = open_store(&data).await?;
+    let store = data.open_store(&args.serve.storage).await?;
     if store.head().position > 0 {
         eprintln!(
             "{} already holds {} events: serving them without generating more",
@@ -36,13 +36,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         fill_with_history(&store, args.seed, args.events).await?;
     }
     run(&data, store, &args.serve).await
-}
-
-async fn open_store(data: &DataDir) -> anyhow::Result<Store> {
-    let path = data.database_path();
-    Store::open(StoreConfig::new(&path))
-        .await
-        .with_context(|| format!("cannot open the event log at {}", path.display()))
 }
 
 /// Appends a generated history through the same append path producers use.

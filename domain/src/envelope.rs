@@ -807,9 +807,11 @@ mod tests {
         assert_eq!(NewEvent::from_json(&value, fresh).unwrap().id, fresh);
     }
 
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+
     #[test]
     fn refusals_name_the_field() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|e| e["type"] = json!("machine.exploded")), "type"),
             (Box::new(|e| e["type"] = json!("audit.searched")), "type"),
             (Box::new(|e| e["stream"] = json!("session-ses_1")), "stream"),

@@ -333,6 +333,58 @@ pub fn completed_nodes(index: u64) -> Vec<NodeId> {
     out
 }
 
+/// The right edge of a growing tree: the complete subtrees of [`root_plan`]`(size)` with their
+/// hashes, largest first. Appending a leaf needs nothing else, so an appender keeps a tree of any
+/// size growing in O(log n) memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    nodes: Vec<(NodeId, Hash)>,
+}
+
+impl Frontier {
+    /// Rebuilds the frontier of a tree of `size` leaves from the hashes of `root_plan(size)`,
+    /// in that order; `None` when the count does not match.
+    pub fn from_plan_hashes(size: u64, hashes: Vec<Hash>) -> Option<Frontier> {
+        let plan = root_plan(size);
+        (plan.len() == hashes.len()).then(|| Frontier {
+            size,
+            nodes: plan.into_iter().zip(hashes).collect(),
+        })
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree head: the root hash of the tree of [`Frontier::size`] leaves.
+    pub fn root(&self) -> Hash {
+        let hashes: Vec<Hash> = self.nodes.iter().map(|(_, hash)| *hash).collect();
+        fold_range(&hashes)
+    }
+
+    /// Appends a leaf hash; returns the inner nodes (level ≥ 1) it completed, lowest first.
+    pub fn push(&mut self, leaf: Hash) -> Vec<(NodeId, Hash)> {
+        let mut completed = Vec::new();
+        self.nodes.push((NodeId::new(0, self.size), leaf));
+        self.size += 1;
+        while let [.., (left, left_hash), (right, right_hash)] = self.nodes[..] {
+            if left.level != right.level {
+                break;
+            }
+            let parent = (
+                NodeId::new(left.level + 1, left.index >> 1),
+                hash_children(&left_hash, &right_hash),
+            );
+            self.nodes.truncate(self.nodes.len() - 2);
+            self.nodes.push(parent);
+            completed.push(parent);
+        }
+        completed
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Verification (RFC 9162 §2.1.3.2 and §2.1.4.2).
 // ---------------------------------------------------------------------------------------------
@@ -1241,6 +1293,34 @@ mod tests {
                     root(&leaves[start as usize..])
                 );
             }
+        }
+    }
+
+    #[test]
+    fn frontier_tracks_root_plan_and_completed_nodes() {
+        let leaves: Vec<Hash> = (0u32..200).map(|i| hash_leaf(&i.to_be_bytes())).collect();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), empty_root());
+        for (index, leaf) in leaves.iter().enumerate() {
+            let completed = frontier.push(*leaf);
+            let expected: Vec<NodeId> = completed_nodes(index as u64).into_iter().skip(1).collect();
+            assert_eq!(
+                completed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                expected
+            );
+            for (id, hash) in &completed {
+                assert_eq!(*hash, root(&leaves[id.start() as usize..id.end() as usize]));
+            }
+            let size = index as u64 + 1;
+            assert_eq!(frontier.root(), root(&leaves[..=index]));
+            let hashes: Vec<Hash> = root_plan(size)
+                .iter()
+                .map(|id| root(&leaves[id.start() as usize..id.end() as usize]))
+                .collect();
+            assert_eq!(
+                Frontier::from_plan_hashes(size, hashes),
+                Some(frontier.clone())
+            );
         }
     }
 }

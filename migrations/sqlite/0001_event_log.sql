@@ -32,3 +32,31 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_by_id ON events (id);
 CREATE UNIQUE INDEX events_by_stream ON events (stream_id, stream_version);
 CREATE UNIQUE INDEX events_by_workspace ON events (workspace_id, workspace_seq);
+
+-- RFC 9162 trees: the hash of every complete subtree above the leaves, stored once as it
+-- completes. Leaves (level 0) are events.leaf_hash. A tree head, an inclusion proof or a
+-- consistency proof at any size reads O(log n) of these.
+CREATE TABLE log_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB    NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE workspace_nodes (
+    workspace_id INTEGER NOT NULL,
+    level        INTEGER NOT NULL,
+    idx          INTEGER NOT NULL,
+    hash         BLOB    NOT NULL,
+    PRIMARY KEY (workspace_id, level, idx)
+) WITHOUT ROWID;
+
+-- Every signed checkpoint Chronicle has handed out: tree is '' for the log, else the workspace.
+CREATE TABLE checkpoints (
+    tree      TEXT    NOT NULL,
+    size      INTEGER NOT NULL,
+    root      BLOB    NOT NULL,
+    note      TEXT    NOT NULL,
+    signed_at TEXT    NOT NULL,
+    PRIMARY KEY (tree, size)
+) WITHOUT ROWID;

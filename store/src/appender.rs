@@ -8,14 +8,17 @@
 
 use std::collections::HashMap;
 
+use chronicle_domain::merkle::{Frontier, Hash, NodeId, root_plan};
 use chronicle_domain::{NewEvent, Place, PreparedEvent, RecordedEvent, format_timestamp};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::error::StoreError;
-use crate::store::{Appended, Head};
+use crate::store::{Appended, Head, SignedCheckpoint};
+use crate::trees::{self, StoredTree};
 
 /// Rows per multi-row statement: 9 columns each stays well under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 1_000;
@@ -24,6 +27,11 @@ const STREAM_CACHE_LIMIT: usize = 200_000;
 
 pub(crate) enum Command {
     Append(Request),
+    /// Signs the current head of a tree ('' for the log, else a workspace) and keeps the note.
+    Checkpoint {
+        tree: String,
+        reply: oneshot::Sender<Result<SignedCheckpoint, StoreError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -62,8 +70,21 @@ struct GroupState {
     placed_ids: HashMap<Uuid, usize>,
 }
 
+/// How the appender signs checkpoints.
+#[derive(Clone)]
+pub(crate) struct Signing {
+    pub signer: NoteSigner,
+    /// The log's origin line; a workspace tree's is `ORIGIN/workspaces/WS`.
+    pub origin: String,
+}
+
 pub(crate) struct Appender {
     connection: SqliteConnection,
+    signing: Signing,
+    /// The last note signed per tree, while its tree has not grown.
+    notes: HashMap<String, SignedCheckpoint>,
+    log: Frontier,
+    workspace_frontiers: HashMap<i64, Frontier>,
     max_group_events: usize,
     next_position: u64,
     next_stream_id: i64,
@@ -79,9 +100,14 @@ impl Appender {
     pub async fn load(
         connection: SqliteConnection,
         max_group_events: usize,
+        signing: Signing,
     ) -> Result<Appender, StoreError> {
         let mut appender = Appender {
             connection,
+            signing,
+            notes: HashMap::new(),
+            log: Frontier::default(),
+            workspace_frontiers: HashMap::new(),
             max_group_events: max_group_events.max(1),
             next_position: 1,
             next_stream_id: 1,
@@ -142,7 +168,28 @@ impl Appender {
             .max()
             .unwrap_or(0)
             + 1;
+
+        self.log = self
+            .load_frontier(StoredTree::Log, self.head.position)
+            .await?;
+        self.workspace_frontiers.clear();
+        let workspaces: Vec<WorkspaceState> = self.workspaces.values().copied().collect();
+        for workspace in workspaces {
+            let tree = StoredTree::Workspace(workspace.workspace_id);
+            let frontier = self.load_frontier(tree, workspace.seq).await?;
+            self.workspace_frontiers
+                .insert(workspace.workspace_id, frontier);
+        }
+        self.notes.clear();
         Ok(())
+    }
+
+    async fn load_frontier(&mut self, tree: StoredTree, size: u64) -> Result<Frontier, StoreError> {
+        let hashes = trees::node_hashes(&mut self.connection, tree, &root_plan(size)).await?;
+        Frontier::from_plan_hashes(size, hashes).ok_or(StoreError::MissingNode {
+            level: 0,
+            index: size,
+        })
     }
 
     /// Serves commands until a shutdown arrives and every append queued before it is done.
@@ -157,6 +204,14 @@ impl Appender {
                     Command::Append(request) => {
                         events += request.events.len();
                         group.push(request);
+                    }
+                    Command::Checkpoint { tree, reply } => {
+                        // Sign after the appends taken so far, so the note covers them.
+                        if !group.is_empty() {
+                            self.commit_group(std::mem::take(&mut group), &head).await;
+                            events = 0;
+                        }
+                        let _ = reply.send(self.checkpoint(&tree).await);
                     }
                     Command::Shutdown(waiter) => {
                         // Refuse new appends; those already queued are still served.
@@ -238,24 +293,82 @@ impl Appender {
 
         let recorded_at = self.next_recorded_at();
         let recorded_at_text = format_timestamp(recorded_at);
+        let sealed: Vec<(Vec<u8>, Hash)> = rows
+            .iter()
+            .map(|row| row.prepared.seal(row.place, &recorded_at_text))
+            .collect();
+
+        // Grow the log tree and each workspace tree by the new leaves, in position order.
+        let mut log = self.log.clone();
+        let mut log_nodes: Vec<(NodeId, Hash)> = Vec::new();
+        let mut workspace_frontiers: HashMap<i64, Frontier> = HashMap::new();
+        let mut workspace_nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
+        for (row, (_, leaf)) in rows.iter().zip(&sealed) {
+            debug_assert_eq!(log.size() + 1, row.place.position);
+            log_nodes.extend(log.push(*leaf));
+            if let Some(workspace_id) = row.workspace_id {
+                let frontier = workspace_frontiers.entry(workspace_id).or_insert_with(|| {
+                    self.workspace_frontiers
+                        .get(&workspace_id)
+                        .cloned()
+                        .unwrap_or_default()
+                });
+                let completed = frontier.push(*leaf);
+                workspace_nodes.extend(
+                    completed
+                        .into_iter()
+                        .map(|(id, hash)| (workspace_id, id, hash)),
+                );
+            }
+        }
+
         let mut transaction = self.connection.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for (chunk, sealed) in rows
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(sealed.chunks(ROWS_PER_STATEMENT))
+        {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, workspace_seq, \
                  recorded_at, body, leaf_hash) ",
             );
-            insert.push_values(chunk, |mut values, row| {
-                let (body, hash) = row.prepared.seal(row.place, &recorded_at_text);
+            insert.push_values(
+                chunk.iter().zip(sealed),
+                |mut values, (row, (body, hash))| {
+                    values
+                        .push_bind(row.place.position as i64)
+                        .push_bind(row.event.id.as_bytes().as_slice())
+                        .push_bind(row.stream_id)
+                        .push_bind(row.place.stream_version as i64)
+                        .push_bind(row.workspace_id)
+                        .push_bind(row.place.workspace_seq.map(|seq| seq as i64))
+                        .push_bind(recorded_at_text.as_str())
+                        .push_bind(body.as_slice())
+                        .push_bind(hash.as_slice());
+                },
+            );
+            insert.build().execute(&mut *transaction).await?;
+        }
+        for chunk in log_nodes.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO log_nodes (level, idx, hash) ");
+            insert.push_values(chunk, |mut values, (id, hash)| {
                 values
-                    .push_bind(row.place.position as i64)
-                    .push_bind(row.event.id.as_bytes().to_vec())
-                    .push_bind(row.stream_id)
-                    .push_bind(row.place.stream_version as i64)
-                    .push_bind(row.workspace_id)
-                    .push_bind(row.place.workspace_seq.map(|seq| seq as i64))
-                    .push_bind(recorded_at_text.clone())
-                    .push_bind(body)
-                    .push_bind(hash.to_vec());
+                    .push_bind(i64::from(id.level))
+                    .push_bind(id.index as i64)
+                    .push_bind(hash.as_slice());
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        for chunk in workspace_nodes.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ",
+            );
+            insert.push_values(chunk, |mut values, (workspace_id, id, hash)| {
+                values
+                    .push_bind(*workspace_id)
+                    .push_bind(i64::from(id.level))
+                    .push_bind(id.index as i64)
+                    .push_bind(hash.as_slice());
             });
             insert.build().execute(&mut *transaction).await?;
         }
@@ -302,7 +415,53 @@ impl Appender {
         }
         self.streams.extend(state.streams);
         self.workspaces.extend(state.workspaces);
+        self.log = log;
+        self.workspace_frontiers.extend(workspace_frontiers);
         Ok(())
+    }
+
+    /// Signs the current head of a tree; a tree that has not grown gets its last note again.
+    async fn checkpoint(&mut self, tree: &str) -> Result<SignedCheckpoint, StoreError> {
+        let (origin, frontier) = if tree.is_empty() {
+            (self.signing.origin.clone(), self.log.clone())
+        } else {
+            let frontier = self
+                .workspaces
+                .get(tree)
+                .and_then(|workspace| self.workspace_frontiers.get(&workspace.workspace_id))
+                .cloned()
+                .unwrap_or_default();
+            (
+                format!("{}/workspaces/{tree}", self.signing.origin),
+                frontier,
+            )
+        };
+        if let Some(note) = self.notes.get(tree)
+            && note.size == frontier.size()
+        {
+            return Ok(note.clone());
+        }
+        let checkpoint = Checkpoint {
+            origin,
+            size: frontier.size(),
+            root: frontier.root(),
+        };
+        let note = self.signing.signer.sign(&checkpoint);
+        let signed = SignedCheckpoint {
+            note,
+            size: checkpoint.size,
+            root: checkpoint.root,
+        };
+        sqlx::query("INSERT OR IGNORE INTO checkpoints (tree, size, root, note, signed_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(tree)
+            .bind(signed.size as i64)
+            .bind(signed.root.as_slice())
+            .bind(&signed.note)
+            .bind(format_timestamp(OffsetDateTime::now_utc()))
+            .execute(&mut self.connection)
+            .await?;
+        self.notes.insert(tree.to_owned(), signed.clone());
+        Ok(signed)
     }
 
     /// Places one atomic request over the group so far; on refusal the group is unchanged.

@@ -36,6 +36,15 @@ pub enum StoreError {
         position: u64,
         source: serde_json::Error,
     },
+    /// A tree size, leaf or range past what the log holds.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A tree node the log should hold is missing: the store is damaged.
+    #[error("tree node at level {level}, index {index} is missing or damaged")]
+    MissingNode { level: u32, index: u64 },
+    /// Signing a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
@@ -50,10 +59,13 @@ impl StoreError {
                 ErrorKind::Conflict
             }
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::OutOfRange(_) => ErrorKind::InvalidInput,
             StoreError::Database(error) if is_unavailable(error) => ErrorKind::Unavailable,
-            StoreError::Corrupt { .. } | StoreError::Database(_) | StoreError::Migration(_) => {
-                ErrorKind::Internal
-            }
+            StoreError::Corrupt { .. }
+            | StoreError::MissingNode { .. }
+            | StoreError::Checkpoint(_)
+            | StoreError::Database(_)
+            | StoreError::Migration(_) => ErrorKind::Internal,
         }
     }
 }

@@ -8,14 +8,24 @@
 //!   checks idempotency and expected versions, assigns gap-free positions, stream versions and
 //!   workspace sequence numbers, writes the rows in one transaction, commits, and only then
 //!   answers and publishes the new [`Head`] on a `tokio::sync::watch`.
+//! - `trees`: tree heads and inclusion and consistency proofs over the stored RFC 9162 trees
+//!   (the log's, and each workspace's), in O(log n) node reads at any size.
+//! - [`checkpoint`]: C2SP signed checkpoints, signed with the store's Ed25519 key.
+//! - [`verify_database`]: checks a whole store without trusting it: every leaf hash, every
+//!   tree node, the last signed checkpoint of each tree.
 //! - [`StoreError`]: every failure, with an [`ErrorKind`] the API maps to a status.
 //!
 //! Depends on `chronicle-domain` for the events themselves; knows nothing of HTTP.
 
 mod appender;
+pub mod checkpoint;
 mod error;
 mod reads;
 mod store;
+mod trees;
+mod verify;
 
 pub use error::{ErrorKind, StoreError};
-pub use store::{Appended, Direction, Head, Store, StoreConfig};
+pub use store::{Appended, Direction, Head, SignedCheckpoint, Store, StoreConfig};
+pub use trees::{ConsistencyProof, InclusionProof, TreeHead, TreeId};
+pub use verify::{VerifyReport, verify_database};

@@ -15,9 +15,11 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::appender::{Appender, Command, Request};
+use crate::appender::{Appender, Command, Request, Signing};
+use crate::checkpoint::NoteSigner;
 use crate::error::StoreError;
 use crate::reads;
+use crate::trees::{self, ConsistencyProof, InclusionProof, TreeHead, TreeId};
 
 /// How to open a store.
 #[derive(Debug, Clone)]
@@ -30,16 +32,23 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// Read-only connections for readers.
     pub reader_connections: u32,
+    /// The key that signs checkpoints.
+    pub signer: NoteSigner,
+    /// The origin line of the log's checkpoints (workspace trees add `/workspaces/WS`).
+    pub origin: String,
 }
 
 impl StoreConfig {
-    /// Returns the defaults for a database at `database_path`.
-    pub fn new(database_path: impl Into<PathBuf>) -> StoreConfig {
+    /// Returns the defaults for a database at `database_path` whose checkpoints `signer` signs,
+    /// with the signer's name as the origin.
+    pub fn new(database_path: impl Into<PathBuf>, signer: NoteSigner) -> StoreConfig {
         StoreConfig {
             database_path: database_path.into(),
             max_group_events: 20_000,
             queue_capacity: 4_096,
             reader_connections: 4,
+            origin: signer.name().to_owned(),
+            signer,
         }
     }
 }
@@ -61,6 +70,14 @@ pub struct Appended {
     pub workspace_seq: Option<u64>,
 }
 
+/// A signed checkpoint: the C2SP signed note and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub note: String,
+    pub size: u64,
+    pub root: chronicle_domain::merkle::Hash,
+}
+
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
@@ -76,6 +93,7 @@ pub struct Store {
     readers: SqlitePool,
     head: watch::Receiver<Head>,
     appender: Arc<Mutex<Option<JoinHandle<()>>>>,
+    verifier_key: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -116,7 +134,12 @@ impl Store {
             .connect_with(options.read_only(true))
             .await?;
 
-        let appender = Appender::load(writer, config.max_group_events).await?;
+        let verifier_key = Arc::from(config.signer.verifier_key());
+        let signing = Signing {
+            signer: config.signer,
+            origin: config.origin,
+        };
+        let appender = Appender::load(writer, config.max_group_events, signing).await?;
         let (head_sender, head) = watch::channel(appender.head());
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let task = tokio::spawn(appender.run(receiver, head_sender));
@@ -125,6 +148,7 @@ impl Store {
             readers,
             head,
             appender: Arc::new(Mutex::new(Some(task))),
+            verifier_key,
         })
     }
 
@@ -178,6 +202,62 @@ impl Store {
     /// Returns the event with this id, if it is recorded.
     pub async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         reads::event_by_id(&self.readers, id).await
+    }
+
+    /// Returns the root of a tree at `size` (the committed size when `None`).
+    pub async fn tree_head(
+        &self,
+        tree: TreeId<'_>,
+        size: Option<u64>,
+    ) -> Result<TreeHead, StoreError> {
+        trees::tree_head(&mut *self.readers.acquire().await?, tree, size).await
+    }
+
+    /// Returns the inclusion proof of leaf `leaf_index` (0-based) in the tree of `tree_size`
+    /// leaves (the committed size when `None`).
+    pub async fn inclusion_proof(
+        &self,
+        tree: TreeId<'_>,
+        leaf_index: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, StoreError> {
+        trees::inclusion_proof(
+            &mut *self.readers.acquire().await?,
+            tree,
+            leaf_index,
+            tree_size,
+        )
+        .await
+    }
+
+    /// Returns the consistency proof between the trees of `from` and `to` leaves.
+    pub async fn consistency_proof(
+        &self,
+        tree: TreeId<'_>,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, StoreError> {
+        trees::consistency_proof(&mut *self.readers.acquire().await?, tree, from, to).await
+    }
+
+    /// Signs the current head of a tree (after every append already queued) and keeps the note.
+    pub async fn checkpoint(&self, tree: TreeId<'_>) -> Result<SignedCheckpoint, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Checkpoint {
+                tree: tree.key().to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the appender stopped before answering".into()))?
+    }
+
+    /// Returns the note verifier key of the checkpoint signer: `NAME+KEYID+BASE64`.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
     }
 
     /// Stops taking appends, finishes every append already queued, and waits for the appender.

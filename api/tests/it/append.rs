@@ -369,7 +369,6 @@ async fn refusals_of_bad_input() {
     assert_eq!(app.head().await, 0);
 }
 
-#[cfg(any())] // FIXTURES-PENDING
 #[tokio::test]
 async fn a_generated_history_appends_whole_and_reads_back_identically() {
     let app = TestApp::spawn().await;

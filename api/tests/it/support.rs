@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chronicle_api::{ApiConfig, Application};
+use chronicle_store::checkpoint::load_or_create_key_file;
 use chronicle_store::{Store, StoreConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -130,7 +131,11 @@ impl Drop for TestApp {
 }
 
 async fn start(database: PathBuf) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>) {
-    let store = Store::open(StoreConfig::new(database)).await.unwrap();
+    let key = database.with_file_name("signing-key");
+    let (signer, _) = load_or_create_key_file(&key, "chronicle.test").unwrap();
+    let store = Store::open(StoreConfig::new(database, signer))
+        .await
+        .unwrap();
     let config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
     let application = Application::bind(store, config).await.unwrap();
     let address = application.address();

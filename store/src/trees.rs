@@ -1,0 +1,294 @@
+//! Reading the stored RFC 9162 trees: tree heads and proofs at any size in O(log n) node reads.
+//!
+//! Leaves (level 0) are `events.leaf_hash`; every complete subtree above them is a row of
+//! `log_nodes` or `workspace_nodes`, written by the appender in the same transaction as its
+//! events. The plans of `chronicle_domain::merkle` name the complete subtrees a head or proof is
+//! made of; one query fetches them all.
+
+use std::collections::HashMap;
+
+use chronicle_domain::merkle::{self, Hash, NodeId};
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::error::StoreError;
+
+/// Which tree: the whole log, or one workspace's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeId<'a> {
+    Log,
+    Workspace(&'a str),
+}
+
+impl TreeId<'_> {
+    /// The name the checkpoints table keeps: '' for the log, else the workspace.
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            TreeId::Log => "",
+            TreeId::Workspace(name) => name,
+        }
+    }
+}
+
+/// A resolved tree: its storage key and its committed size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StoredTree {
+    Log,
+    Workspace(i64),
+}
+
+/// The root of a tree at a size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TreeHead {
+    pub size: u64,
+    #[serde(serialize_with = "hex")]
+    pub root: Hash,
+}
+
+/// `{"leaf_index", "tree_size", "leaf_hash", "hashes"}` as the contract answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    #[serde(serialize_with = "hex")]
+    pub leaf_hash: Hash,
+    #[serde(serialize_with = "hex_list")]
+    pub hashes: Vec<Hash>,
+}
+
+/// `{"from", "to", "hashes"}` as the contract answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    #[serde(serialize_with = "hex_list")]
+    pub hashes: Vec<Hash>,
+}
+
+fn hex<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&merkle::to_hex(hash))
+}
+
+fn hex_list<S: serde::Serializer>(hashes: &[Hash], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(hashes.iter().map(merkle::to_hex))
+}
+
+/// Resolves a tree to its storage and committed size; an unknown workspace is an empty tree.
+pub(crate) async fn resolve(
+    connection: &mut SqliteConnection,
+    tree: TreeId<'_>,
+) -> Result<(Option<StoredTree>, u64), StoreError> {
+    match tree {
+        TreeId::Log => {
+            let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&mut *connection)
+                .await?;
+            Ok((Some(StoredTree::Log), size as u64))
+        }
+        TreeId::Workspace(name) => {
+            let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *connection)
+                .await?;
+            Ok(match row {
+                Some(row) => (
+                    Some(StoredTree::Workspace(row.get(0))),
+                    row.get::<i64, _>(1) as u64,
+                ),
+                None => (None, 0),
+            })
+        }
+    }
+}
+
+/// Fetches the hashes of `ids`, in the order given.
+pub(crate) async fn node_hashes(
+    connection: &mut SqliteConnection,
+    tree: StoredTree,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, StoreError> {
+    let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(ids.len());
+    let leaves: Vec<u64> = ids
+        .iter()
+        .filter(|id| id.level == 0)
+        .map(|id| id.index)
+        .collect();
+    let inner: Vec<NodeId> = ids.iter().filter(|id| id.level > 0).copied().collect();
+    if !leaves.is_empty() {
+        let mut query = match tree {
+            StoredTree::Log => QueryBuilder::<Sqlite>::new(
+                "SELECT position, leaf_hash FROM events WHERE position IN (",
+            ),
+            StoredTree::Workspace(workspace_id) => {
+                let mut query = QueryBuilder::<Sqlite>::new(
+                    "SELECT workspace_seq, leaf_hash FROM events WHERE workspace_id = ",
+                );
+                query
+                    .push_bind(workspace_id)
+                    .push(" AND workspace_seq IN (");
+                query
+            }
+        };
+        let mut list = query.separated(", ");
+        for index in &leaves {
+            list.push_bind((index + 1) as i64);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *connection).await? {
+            let index = row.get::<i64, _>(0) as u64 - 1;
+            found.insert(NodeId::new(0, index), to_hash(row.get(1), 0, index)?);
+        }
+    }
+    if !inner.is_empty() {
+        let mut query = match tree {
+            StoredTree::Log => QueryBuilder::<Sqlite>::new(
+                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (VALUES ",
+            ),
+            StoredTree::Workspace(workspace_id) => {
+                let mut query = QueryBuilder::<Sqlite>::new(
+                    "SELECT level, idx, hash FROM workspace_nodes WHERE workspace_id = ",
+                );
+                query
+                    .push_bind(workspace_id)
+                    .push(" AND (level, idx) IN (VALUES ");
+                query
+            }
+        };
+        let mut list = query.separated(", ");
+        for id in &inner {
+            list.push("(")
+                .push_bind_unseparated(i64::from(id.level))
+                .push_unseparated(", ");
+            list.push_bind_unseparated(id.index as i64)
+                .push_unseparated(")");
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *connection).await? {
+            let (level, index) = (row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u64);
+            found.insert(
+                NodeId::new(level, index),
+                to_hash(row.get(2), level, index)?,
+            );
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            found.get(id).copied().ok_or(StoreError::MissingNode {
+                level: id.level,
+                index: id.index,
+            })
+        })
+        .collect()
+}
+
+fn to_hash(bytes: &[u8], level: u32, index: u64) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::MissingNode { level, index })
+}
+
+/// Fetches the nodes of several plans at once and folds each plan into its hash.
+async fn fold_plans(
+    connection: &mut SqliteConnection,
+    tree: StoredTree,
+    plans: &[Vec<NodeId>],
+) -> Result<Vec<Hash>, StoreError> {
+    let ids: Vec<NodeId> = plans.iter().flatten().copied().collect();
+    let hashes = node_hashes(connection, tree, &ids).await?;
+    let mut offset = 0;
+    Ok(plans
+        .iter()
+        .map(|plan| {
+            let folded = merkle::fold_range(&hashes[offset..offset + plan.len()]);
+            offset += plan.len();
+            folded
+        })
+        .collect())
+}
+
+fn out_of_range(message: String) -> StoreError {
+    StoreError::OutOfRange(message)
+}
+
+/// The tree head at `size` (the committed size when `None`).
+pub(crate) async fn tree_head(
+    connection: &mut SqliteConnection,
+    tree: TreeId<'_>,
+    size: Option<u64>,
+) -> Result<TreeHead, StoreError> {
+    let (stored, current) = resolve(connection, tree).await?;
+    let size = size.unwrap_or(current);
+    if size > current {
+        return Err(out_of_range(format!(
+            "tree size {size} is past the tree, which has {current} leaves"
+        )));
+    }
+    let root = match stored {
+        Some(stored) if size > 0 => {
+            fold_plans(connection, stored, &[merkle::root_plan(size)]).await?[0]
+        }
+        _ => merkle::empty_root(),
+    };
+    Ok(TreeHead { size, root })
+}
+
+/// The inclusion proof of leaf `leaf_index` in the tree of `tree_size` leaves (the committed
+/// size when `None`).
+pub(crate) async fn inclusion_proof(
+    connection: &mut SqliteConnection,
+    tree: TreeId<'_>,
+    leaf_index: u64,
+    tree_size: Option<u64>,
+) -> Result<InclusionProof, StoreError> {
+    let (stored, current) = resolve(connection, tree).await?;
+    let tree_size = tree_size.unwrap_or(current);
+    if tree_size > current {
+        return Err(out_of_range(format!(
+            "tree size {tree_size} is past the tree, which has {current} leaves"
+        )));
+    }
+    if leaf_index >= tree_size {
+        return Err(out_of_range(format!(
+            "leaf {} is not in a tree of {tree_size} leaves",
+            leaf_index + 1
+        )));
+    }
+    let stored = stored.expect("a tree with leaves is stored");
+    let mut plans = merkle::inclusion_plan(leaf_index, tree_size);
+    plans.push(vec![NodeId::new(0, leaf_index)]);
+    let mut hashes = fold_plans(connection, stored, &plans).await?;
+    let leaf_hash = hashes.pop().expect("the leaf was planned");
+    Ok(InclusionProof {
+        leaf_index,
+        tree_size,
+        leaf_hash,
+        hashes,
+    })
+}
+
+/// The consistency proof between the trees of `from` and `to` leaves.
+pub(crate) async fn consistency_proof(
+    connection: &mut SqliteConnection,
+    tree: TreeId<'_>,
+    from: u64,
+    to: u64,
+) -> Result<ConsistencyProof, StoreError> {
+    let (stored, current) = resolve(connection, tree).await?;
+    if to > current {
+        return Err(out_of_range(format!(
+            "tree size {to} is past the tree, which has {current} leaves"
+        )));
+    }
+    if from > to {
+        return Err(out_of_range(format!(
+            "from ({from}) must not be larger than to ({to})"
+        )));
+    }
+    let hashes = match stored {
+        Some(stored) if from > 0 && from < to => {
+            fold_plans(connection, stored, &merkle::consistency_plan(from, to)).await?
+        }
+        _ => Vec::new(),
+    };
+    Ok(ConsistencyProof { from, to, hashes })
+}
