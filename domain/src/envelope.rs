@@ -585,9 +585,9 @@ pub fn parse_timestamp(text: &str) -> Result<OffsetDateTime, time::error::Parse>
 pub fn format_timestamp(time: OffsetDateTime) -> String {
     let time = time.to_offset(time::UtcOffset::UTC);
     let nanos = time.nanosecond();
-    let fraction = if nanos % 1_000_000 == 0 {
+    let fraction = if nanos.is_multiple_of(1_000_000) {
         format!("{:03}", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!("{:06}", nanos / 1_000)
     } else {
         format!("{nanos:09}")

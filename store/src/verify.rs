@@ -41,12 +41,20 @@ impl VerifyReport {
     }
 }
 
+/// The stored nodes of one level, read in index order a page at a time.
+#[derive(Default)]
+struct LevelCursor {
+    buffer: VecDeque<(u64, Hash)>,
+    next_index: u64,
+    exhausted: bool,
+}
+
 /// One tree being rebuilt: its frontier and its stored nodes, read level by level in order.
 struct TreeCheck {
     name: String,
     workspace_id: Option<i64>,
     frontier: Frontier,
-    stored: HashMap<u32, (VecDeque<(u64, Hash)>, u64, bool)>,
+    stored: HashMap<u32, LevelCursor>,
     nodes_checked: u64,
     /// The last signed checkpoint of this tree: (size, note).
     checkpoint: Option<(u64, String)>,
@@ -74,10 +82,11 @@ impl TreeCheck {
         connection: &mut SqliteConnection,
         node: NodeId,
     ) -> Result<Option<Hash>, StoreError> {
-        let (buffer, next_index, exhausted) =
-            self.stored
-                .entry(node.level)
-                .or_insert((VecDeque::new(), 0, false));
+        let LevelCursor {
+            buffer,
+            next_index,
+            exhausted,
+        } = self.stored.entry(node.level).or_default();
         while buffer.front().is_some_and(|(index, _)| *index < node.index) {
             buffer.pop_front();
         }

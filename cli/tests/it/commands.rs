@@ -1,0 +1,339 @@
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+use sqlx::{ConnectOptions, Connection};
+
+fn chronicle() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    command
+        .env_remove("CHRONICLE_ADMIN_TOKEN")
+        .env_remove("CHRONICLE_DATA")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    chronicle().args(args).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A server started as a user starts it; stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: Vec<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = chronicle()
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut stderr = Vec::new();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address")
+                .unwrap();
+            stderr.push(line.clone());
+            if let Some(rest) = line.strip_prefix("chronicle listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // The token line, when there is one, comes right after the address.
+        if let Some(Ok(line)) = lines.next() {
+            stderr.push(line);
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url, stderr }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn history_file(directory: &Path, events: &[Value]) -> std::path::PathBuf {
+    let path = directory.join("events.ndjson");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for event in events {
+        writeln!(file, "{event}").unwrap();
+    }
+    path
+}
+
+fn small_history() -> Vec<Value> {
+    chronicle_fixtures::history(11, chronicle_fixtures::Scale::small())
+}
+
+#[test]
+fn serve_makes_an_admin_token_once_and_appends_over_http() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        server.stderr.iter().any(|line| line.contains(&token)),
+        "the first start prints the token"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(data.join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(data.join("signing-key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let client = reqwest::blocking::Client::new();
+    let events = small_history();
+    let response = client
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(&token)
+        .json(&json!({"events": events[..20]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(server.stop().success(), "SIGTERM stops the server cleanly");
+
+    // A second start keeps the token and does not print it again.
+    let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
+    assert!(!server.stderr.iter().any(|line| line.contains(&token)));
+    let head: Value = client
+        .get(format!("{}/v1/head", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(head["position"], 20);
+
+    // The data directory is locked while the server runs.
+    let output = run(&["ingest", "--data", data.to_str().unwrap(), "/dev/null"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("another chronicle process"),
+        "{}",
+        text(&output)
+    );
+    server.stop();
+}
+
+#[test]
+fn ingest_appends_a_file_and_stops_at_a_bad_line_keeping_what_came_before() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let mut events = small_history();
+    let total = events.len();
+    assert!(total > 1_600);
+    events[1_499]["data"] = json!({"password": "hunter2"});
+    let file = history_file(directory.path(), &events);
+    let output = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--batch",
+        "500",
+    ]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("line 1500"), "{message}");
+    assert!(message.contains("data.password"), "{message}");
+    assert!(
+        message.contains("the 1000 events before line 1001 are appended"),
+        "{message}"
+    );
+
+    events[1_499] = small_history()[1_499].clone();
+    let rest: Vec<Value> = events[1_000..].to_vec();
+    let file = history_file(directory.path(), &rest);
+    let output = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains(&format!("ingested {} events", total - 1_000)));
+
+    let output = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("checked {total} events")),
+        "{}",
+        text(&output)
+    );
+}
+
+async fn tamper(database: &Path, statement: &str) {
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .connect()
+        .await
+        .unwrap();
+    let changed = sqlx::query(statement)
+        .execute(&mut connection)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(changed, 1, "{statement}");
+    connection.close().await.unwrap();
+}
+
+#[test]
+fn verify_names_the_position_of_a_byte_edited_in_the_database() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let file = history_file(directory.path(), &small_history()[..300]);
+    assert!(
+        run(&[
+            "ingest",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let output = run(&[
+        "checkpoint",
+        "--data",
+        data.to_str().unwrap(),
+        "--workspace",
+        "ws_acme",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let note = String::from_utf8(output.stdout).unwrap();
+    assert!(note.starts_with("chronicle.local\n300\n"), "{note}");
+    assert!(note.contains("\n\n\u{2014} chronicle.local "));
+
+    let clean = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert!(text(&clean).contains("OK"));
+
+    let database = data.join("chronicle.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // One byte of event 117's stored JSON: the year of its recorded_at, 2026 → 2027.
+    runtime.block_on(tamper(
+        &database,
+        "UPDATE events SET body = CAST(replace(CAST(body AS TEXT), '\"recorded_at\":\"2026', '\"recorded_at\":\"2027') AS BLOB) \
+         WHERE position = 117",
+    ));
+    let output = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let report = text(&output);
+    assert!(
+        report.contains("position 117: the stored event does not match its leaf hash"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("position 116:") && !report.contains("position 118:"),
+        "{report}"
+    );
+}
+
+#[test]
+fn verify_finds_a_rewritten_event_with_its_hash_and_a_trimmed_log() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let file = history_file(directory.path(), &small_history()[..64]);
+    assert!(
+        run(&[
+            "ingest",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        run(&["checkpoint", "--data", data.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let database = data.join("chronicle.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // A rewrite that also recomputes the leaf hash still breaks the tree above it.
+    runtime.block_on(tamper(
+        &database,
+        "UPDATE events SET leaf_hash = zeroblob(32) WHERE position = 10",
+    ));
+    let report = text(&run(&["verify", "--data", data.to_str().unwrap()]));
+    assert!(
+        report.contains("position 10: the stored event does not match its leaf hash"),
+        "{report}"
+    );
+
+    // Removing the newest event contradicts the signed checkpoint.
+    runtime.block_on(tamper(&database, "DELETE FROM events WHERE position = 64"));
+    let output = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let report = text(&output);
+    assert!(
+        report.contains("the last signed checkpoint covers 64 leaves but the log holds only 63"),
+        "{report}"
+    );
+}
+
+#[test]
+fn demo_serves_a_history_that_verifies_through_the_api() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start(&["demo", "--data", data.to_str().unwrap(), "--events", "3000"]);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let head: Value = client
+        .get(format!("{}/v1/head", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(head["position"].as_u64().unwrap() >= 2_500, "{head}");
+
+    let output = run(&["verify", "--url", &server.url, "--token", &token]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("OK"));
+    server.stop();
+}

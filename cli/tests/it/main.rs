@@ -1,0 +1,3 @@
+//! The `chronicle` binary end to end: serve, demo, ingest, verify, checkpoint, as a user runs them.
+
+mod commands;
