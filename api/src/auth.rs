@@ -1,16 +1,70 @@
-//! The bearer-token check every `/v1` route passes.
+//! The one authorization layer every `/v1` route goes through.
 //!
-//! Only a SHA-256 of each token is held, and tokens are compared by hash, so the time a
-//! comparison takes says nothing about how much of a guessed token was right.
+//! [`authenticate`] turns the bearer token into a [`Principal`] (the bootstrap admin token, or a
+//! token of the `tokens` table that is neither expired nor revoked) and applies the per-token
+//! rate limit; any other token is 401, the same answer whichever check failed, after the same
+//! work. [`require_scope`] then checks one route's needs: a token bound to another workspace
+//! gets 404 (no existence leaks), a token without the scope 403.
+//!
+//! Only a SHA-256 of each token is held and compared, so the time a comparison takes says
+//! nothing about how much of a guessed token was right.
 
-use axum::extract::{Request, State};
-use axum::http::header;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use chronicle_domain::parse_timestamp;
+use chronicle_store::{Scope, TokenRecord};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::server::AppState;
+
+/// Who is asking: the token behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's id (`admin` for the bootstrap admin token).
+    pub token_id: String,
+    pub name: String,
+    /// The one workspace the token is bound to, or `None` for all.
+    pub workspace: Option<String>,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    fn bootstrap_admin() -> Principal {
+        Principal {
+            token_id: "admin".into(),
+            name: "bootstrap admin token".into(),
+            workspace: None,
+            scopes: Scope::ALL.to_vec(),
+        }
+    }
+
+    /// True when the token may act on `workspace`.
+    pub fn may_see(&self, workspace: Option<&str>) -> bool {
+        match &self.workspace {
+            None => true,
+            Some(bound) => workspace == Some(bound.as_str()),
+        }
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+impl From<TokenRecord> for Principal {
+    fn from(token: TokenRecord) -> Principal {
+        Principal { token_id: token.id, name: token.name, workspace: token.workspace, scopes: token.scopes }
+    }
+}
 
 /// The SHA-256 of a token.
 pub(crate) fn token_hash(token: &str) -> [u8; 32] {
@@ -19,16 +73,39 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
 
 /// Compares two hashes in time independent of where they differ.
 fn hashes_equal(left: &[u8; 32], right: &[u8; 32]) -> bool {
-    left.iter()
-        .zip(right)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// Refuses a request without the admin bearer token with 401.
-pub(crate) async fn require_token(
+/// Requests per second and burst allowed to each token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// The per-token limiter; `None` when limits are off.
+pub(crate) type Limiter = Option<Arc<DefaultKeyedRateLimiter<String>>>;
+
+pub(crate) fn limiter(limit: Option<RateLimit>) -> Limiter {
+    let limit = limit?;
+    let per_second = NonZeroU32::new(limit.per_second.max(1)).expect("at least one");
+    let burst = NonZeroU32::new(limit.burst.max(1)).expect("at least one");
+    Some(Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))))
+}
+
+fn is_live(token: &TokenRecord, now: OffsetDateTime) -> bool {
+    let expired = token
+        .expires_at
+        .as_deref()
+        .is_some_and(|at| parse_timestamp(at).map_or(true, |at| at <= now));
+    token.revoked_at.is_none() && !expired
+}
+
+/// Resolves the bearer token to a [`Principal`] in the request's extensions, or answers 401
+/// (or 429 past the token's rate).
+pub(crate) async fn authenticate(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = request
@@ -38,8 +115,54 @@ pub(crate) async fn require_token(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(ApiError::unauthorized)?;
-    if !hashes_equal(&token_hash(presented), &state.admin_token_hash) {
-        return Err(ApiError::unauthorized());
+    let hash = token_hash(presented);
+    // The table is read whatever the token, so a bootstrap token and an unknown one take the
+    // same path through the database.
+    let stored = state.store.token_by_hash(&hash).await?;
+    let principal = if hashes_equal(&hash, &state.admin_token_hash) {
+        Principal::bootstrap_admin()
+    } else {
+        match stored {
+            Some(token) if is_live(&token, OffsetDateTime::now_utc()) => Principal::from(token),
+            _ => return Err(ApiError::unauthorized()),
+        }
+    };
+    if let Some(limiter) = &state.limiter
+        && let Err(not_until) = limiter.check_key(&principal.token_id)
+    {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this token")
+                .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return Ok(response);
+    }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+/// Checks one route's needs: the workspace in its path (if any) and `scope`.
+pub(crate) async fn require_scope(
+    State(scope): State<Scope>,
+    parameters: RawPathParams,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let principal = request.extensions().get::<Principal>().ok_or_else(ApiError::unauthorized)?;
+    let workspace = parameters.iter().find(|(name, _)| *name == "workspace").map(|(_, value)| value);
+    match workspace {
+        Some(workspace) if !principal.may_see(Some(workspace)) => {
+            return Err(ApiError::not_found(format!("no workspace {workspace}")));
+        }
+        // Routes over the whole log are for tokens bound to no workspace.
+        None if principal.workspace.is_some() && scope == Scope::Admin => {
+            return Err(ApiError::forbidden("a token bound to one workspace cannot use this route"));
+        }
+        _ => {}
+    }
+    if !principal.has(scope) {
+        return Err(ApiError::forbidden(format!("this token lacks the `{}` scope", scope.name())));
     }
     Ok(next.run(request).await)
 }

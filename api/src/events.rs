@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_domain::{NewEvent, PreparedEvent, RecordedEvent};
 use chronicle_store::{Appended, Direction, Head};
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::server::AppState;
 
@@ -25,6 +26,7 @@ pub(crate) struct AppendAnswer {
 /// `POST /v1/events`: appends one atomic batch.
 pub(crate) async fn append(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AppendAnswer>, ApiError> {
     let body = body.map_err(|rejection| {
@@ -42,6 +44,11 @@ pub(crate) async fn append(
             .await
             .map_err(|_| ApiError::bad_request("invalid_body", "could not read the batch"))??
     };
+    // A token bound to one workspace sees no other: an event of another is "not found".
+    if let Some(index) = events.iter().position(|prepared| !principal.may_see(prepared.event.workspace.as_deref())) {
+        let workspace = events[index].event.workspace.as_deref().unwrap_or("(none)");
+        return Err(ApiError::not_found(format!("event {index}: no workspace {workspace}")).with("index", index));
+    }
     let events = state.store.append(events).await?;
     Ok(Json(AppendAnswer { events }))
 }

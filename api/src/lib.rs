@@ -6,7 +6,11 @@
 //!   store finish every append already accepted.
 //! - `error`: [`ApiError`], the one error shape of the contract, `{"error": {"code", "message",
 //!   …details}}`, and the mapping from store error kinds to statuses.
-//! - `auth`: the bearer-token check every `/v1` route passes.
+//! - `auth`: the one authorization layer: bearer token to [`Principal`], per-token rate limit,
+//!   and each route's scope and workspace binding (404 for another workspace, 403 without the
+//!   scope, 401 for an unknown, expired or revoked token).
+//! - `tokens`: creating, listing and revoking tokens.
+//! - `observability`: request ids, Prometheus `/metrics`.
 //! - `events`: appending and reading the log.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
@@ -17,7 +21,11 @@ mod auth;
 mod error;
 mod events;
 mod integrity;
+mod observability;
 mod server;
+mod tokens;
 
 pub use error::ApiError;
+pub use auth::{Principal, RateLimit};
 pub use server::{ApiConfig, AppState, Application, router};
+pub use tokens::{generate_token_value, new_token};

@@ -8,16 +8,15 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, middleware};
-use chronicle_store::Store;
+use chronicle_store::{Scope, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
-use crate::auth::{require_token, token_hash};
-use crate::{error::ApiError, events, integrity};
+use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
+use crate::{error::ApiError, events, integrity, observability, tokens};
 
 /// What the server needs to know; the binary builds it from flags and environment.
 #[derive(Debug, Clone)]
@@ -27,6 +26,8 @@ pub struct ApiConfig {
     pub admin_token: String,
     pub max_batch_events: usize,
     pub max_batch_bytes: usize,
+    /// Requests per second allowed to each token; `None` turns limits off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ApiConfig {
@@ -37,6 +38,7 @@ impl ApiConfig {
             admin_token: admin_token.into(),
             max_batch_events: 10_000,
             max_batch_bytes: 16 * 1024 * 1024,
+            rate_limit: Some(RateLimit { per_second: 2_000, burst: 10_000 }),
         }
     }
 }
@@ -47,60 +49,59 @@ pub struct AppState {
     pub(crate) store: Store,
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) admin_token_hash: [u8; 32],
+    pub(crate) limiter: Limiter,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> AppState {
         let admin_token_hash = token_hash(&config.admin_token);
+        let limiter = limiter(config.rate_limit);
         AppState {
             store,
             config: Arc::new(config),
             admin_token_hash,
+            limiter,
         }
     }
 }
 
-/// Builds every route of the API.
+/// Wraps a route's handlers in the scope check they need.
+fn scoped(scope: Scope, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(middleware::from_fn_with_state(scope, require_scope))
+}
+
+/// Builds every route of the API. Each `/v1` route names the scope it needs here, in one place.
 pub fn router(state: AppState) -> Router {
+    use Scope::{Admin, Append, Read};
     let v1 = Router::new()
-        .route("/events", post(events::append).get(events::read_log))
-        .route("/events/{id}", get(events::read_event))
-        .route("/streams/{stream}", get(events::read_stream))
-        .route("/head", get(events::head))
-        .route("/checkpoint", get(integrity::log_checkpoint))
+        .route("/events", scoped(Append, post(events::append)).merge(scoped(Admin, get(events::read_log))))
+        .route("/events/{id}", scoped(Admin, get(events::read_event)))
+        .route("/streams/{stream}", scoped(Admin, get(events::read_stream)))
+        .route("/head", scoped(Admin, get(events::head)))
+        .route("/checkpoint", scoped(Admin, get(integrity::log_checkpoint)))
         .route("/public-key", get(integrity::public_key))
-        .route("/proofs/inclusion", get(integrity::log_inclusion))
-        .route("/proofs/consistency", get(integrity::log_consistency))
-        .route(
-            "/workspaces/{workspace}/checkpoint",
-            get(integrity::workspace_checkpoint),
-        )
-        .route(
-            "/workspaces/{workspace}/proofs/inclusion",
-            get(integrity::workspace_inclusion),
-        )
-        .route(
-            "/workspaces/{workspace}/proofs/consistency",
-            get(integrity::workspace_consistency),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .fallback(|| async { ApiError::not_found("no such route") });
-    Router::new()
+        .route("/proofs/inclusion", scoped(Admin, get(integrity::log_inclusion)))
+        .route("/proofs/consistency", scoped(Admin, get(integrity::log_consistency)))
+        .route("/tokens", scoped(Admin, post(tokens::create).get(tokens::list)))
+        .route("/tokens/{id}", scoped(Admin, delete(tokens::revoke)))
+        .route("/workspaces/{workspace}/checkpoint", scoped(Read, get(integrity::workspace_checkpoint)))
+        .route("/workspaces/{workspace}/proofs/inclusion", scoped(Read, get(integrity::workspace_inclusion)))
+        .route("/workspaces/{workspace}/proofs/consistency", scoped(Read, get(integrity::workspace_consistency)))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let router = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(observability::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.config.max_batch_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(observability::record_request))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-            .into_response()
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
-        .with_state(state)
+        .with_state(state);
+    observability::with_request_ids(router)
 }
 
 /// Ready once the store answers reads.
@@ -150,9 +151,11 @@ impl Application {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let app = router(self.state);
+        let upkeep = tokio::spawn(observability::upkeep());
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
+        upkeep.abort();
         store.shutdown().await;
         Ok(())
     }

@@ -1,7 +1,7 @@
-//! Batched appends: 1,000 realistic events a batch through the store (validation excluded,
-//! group commit, idempotency and version checks, three indexes, fsync), beside the ceiling: the
-//! same rows inserted into a bare SQLite table with no index, 1,000 a transaction, WAL,
-//! `synchronous=FULL`, through the same driver.
+//! Batched appends: 1,000 realistic events a batch through the store (validation excluded;
+//! group commit, idempotency and version checks, three indexes, both Merkle trees, fsync),
+//! beside the ceiling: the same rows inserted into a bare SQLite table with no index, 1,000 a
+//! transaction, WAL, `synchronous=FULL`, through the same driver.
 //!
 //! Run: `cargo bench -p chronicle-benches --bench append`; criterion prints each side's
 //! throughput in elements (events) per second; `BENCHMARKS.md` records the ratio.
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chronicle_benches::EventPool;
 use chronicle_domain::Place;
+use chronicle_store::checkpoint::NoteSigner;
 use chronicle_store::{Store, StoreConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -32,10 +33,9 @@ fn appends(c: &mut Criterion) {
         .sample_size(30)
         .measurement_time(Duration::from_secs(15));
 
+    let signer = NoteSigner::generate("chronicle.bench");
     let store = runtime
-        .block_on(Store::open(StoreConfig::new(
-            directory.path().join("store.db"),
-        )))
+        .block_on(Store::open(StoreConfig::new(directory.path().join("store.db"), signer)))
         .unwrap();
     group.bench_function("chronicle_store", |b| {
         b.iter_custom(|iterations| {

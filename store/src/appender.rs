@@ -322,6 +322,7 @@ impl Appender {
             }
         }
 
+        let commit_started = std::time::Instant::now();
         let mut transaction = self.connection.begin().await?;
         for (chunk, sealed) in rows
             .chunks(ROWS_PER_STATEMENT)
@@ -397,6 +398,9 @@ impl Appender {
             .await?;
         }
         transaction.commit().await?;
+        metrics::histogram!("chronicle_commit_duration_seconds").record(commit_started.elapsed().as_secs_f64());
+        metrics::histogram!("chronicle_group_commit_events").record(rows.len() as f64);
+        metrics::counter!("chronicle_appended_events_total").increment(rows.len() as u64);
 
         // Committed: the group's state becomes the committed state.
         let last_position = rows
@@ -404,6 +408,7 @@ impl Appender {
             .map(|row| row.place.position)
             .max()
             .unwrap_or(self.head.position);
+        metrics::gauge!("chronicle_log_position").set(last_position as f64);
         self.next_position = last_position + 1;
         self.last_recorded_at = recorded_at;
         self.head = Head {

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A tree node the log should hold is missing: the store is damaged.
     #[error("tree node at level {level}, index {index} is missing or damaged")]
     MissingNode { level: u32, index: u64 },
+    /// A row beside the log could not be read back.
+    #[error("unreadable row: {0}")]
+    Unreadable(String),
     /// Signing a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
@@ -64,6 +67,7 @@ impl StoreError {
             StoreError::Corrupt { .. }
             | StoreError::MissingNode { .. }
             | StoreError::Checkpoint(_)
+            | StoreError::Unreadable(_)
             | StoreError::Database(_)
             | StoreError::Migration(_) => ErrorKind::Internal,
         }

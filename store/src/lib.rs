@@ -13,6 +13,7 @@
 //! - [`checkpoint`]: C2SP signed checkpoints, signed with the store's Ed25519 key.
 //! - [`verify_database`]: checks a whole store without trusting it: every leaf hash, every
 //!   tree node, the last signed checkpoint of each tree.
+//! - `webhooks`: webhooks, their delivery cursors and the log of every delivery attempt.
 //! - [`StoreError`]: every failure, with an [`ErrorKind`] the API maps to a status.
 //!
 //! Depends on `chronicle-domain` for the events themselves; knows nothing of HTTP.
@@ -22,10 +23,14 @@ pub mod checkpoint;
 mod error;
 mod reads;
 mod store;
+mod tokens;
 mod trees;
 mod verify;
+mod webhooks;
 
 pub use error::{ErrorKind, StoreError};
 pub use store::{Appended, Direction, Head, SignedCheckpoint, Store, StoreConfig};
+pub use tokens::{NewToken, Scope, TokenRecord};
 pub use trees::{ConsistencyProof, InclusionProof, TreeHead, TreeId};
 pub use verify::{VerifyReport, verify_database};
+pub use webhooks::{DeliveryAttempt, DeliveryTarget, NewWebhook, Webhook, WebhookSecret};

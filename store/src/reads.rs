@@ -2,6 +2,7 @@
 
 use chronicle_domain::RecordedEvent;
 use sqlx::Row;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use uuid::Uuid;
 
@@ -87,4 +88,99 @@ pub(crate) async fn event_by_id(
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(decode_row).transpose()
+}
+
+/// Returns at most `limit` events of one workspace after log position `after`, in order.
+///
+/// The `(workspace_id, workspace_seq)` index finds them: positions grow with the workspace
+/// sequence, so the first sequence number past `after` is found by searching over it, each probe
+/// one indexed lookup, never a scan of the workspace.
+pub(crate) async fn read_workspace(
+    pool: &SqlitePool,
+    workspace: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut connection = pool.acquire().await?;
+    let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = ?")
+        .bind(workspace)
+        .fetch_optional(&mut *connection)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Vec::new());
+    };
+    let workspace_id: i64 = row.try_get(0)?;
+    let last_seq = row.try_get::<i64, _>(1)? as u64;
+    let Some(first_seq) = first_seq_after(&mut connection, workspace_id, last_seq, after).await?
+    else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(
+        "SELECT position, body, leaf_hash FROM events WHERE workspace_id = ? AND workspace_seq >= ? \
+         ORDER BY workspace_seq LIMIT ?",
+    )
+    .bind(workspace_id)
+    .bind(first_seq as i64)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *connection)
+    .await?;
+    decode_rows(&rows)
+}
+
+/// Returns the first workspace sequence number (up to `last_seq`) whose event lies after
+/// position `after`, or `None` when there is none.
+///
+/// Followers (live streams, webhooks) ask for what is near the newest event, so the search
+/// gallops back from `last_seq` (1, 2, 4 … sequence numbers) to bracket the answer, then halves
+/// the bracket: O(log k) probes for k events after `after`, O(log n) at worst.
+async fn first_seq_after(
+    connection: &mut SqliteConnection,
+    workspace_id: i64,
+    last_seq: u64,
+    after: u64,
+) -> Result<Option<u64>, StoreError> {
+    if last_seq == 0 || position_at_seq(connection, workspace_id, last_seq).await? <= after {
+        return Ok(None);
+    }
+    if after == 0 {
+        return Ok(Some(1));
+    }
+    // Invariant: the event at `high` lies after `after`; the one at `low` does not (seq 0 stands
+    // for "before the first event").
+    let mut high = last_seq;
+    let mut low = 0;
+    let mut step = 1;
+    while step < high {
+        let probe = high - step;
+        if position_at_seq(connection, workspace_id, probe).await? <= after {
+            low = probe;
+            break;
+        }
+        high = probe;
+        step *= 2;
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if position_at_seq(connection, workspace_id, middle).await? > after {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    Ok(Some(high))
+}
+
+async fn position_at_seq(
+    connection: &mut SqliteConnection,
+    workspace_id: i64,
+    seq: u64,
+) -> Result<u64, StoreError> {
+    let position: i64 = sqlx::query_scalar(
+        "SELECT position FROM events WHERE workspace_id = ? AND workspace_seq = ?",
+    )
+    .bind(workspace_id)
+    .bind(seq as i64)
+    .fetch_one(connection)
+    .await?;
+    Ok(position as u64)
 }

@@ -90,7 +90,8 @@ pub enum Direction {
 #[derive(Clone)]
 pub struct Store {
     commands: mpsc::Sender<Command>,
-    readers: SqlitePool,
+    pub(crate) readers: SqlitePool,
+    pub(crate) side_writer: SqlitePool,
     head: watch::Receiver<Head>,
     appender: Arc<Mutex<Option<JoinHandle<()>>>>,
     verifier_key: Arc<str>,
@@ -129,6 +130,9 @@ impl Store {
             .await?;
         writer.ping().await?;
 
+        // Tables beside the log (tokens, webhooks and their cursors) are written through one
+        // more connection; SQLite serialises it with the appender's commits.
+        let side_writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(config.reader_connections.max(1))
             .connect_with(options.read_only(true))
@@ -146,6 +150,7 @@ impl Store {
         Ok(Store {
             commands,
             readers,
+            side_writer,
             head,
             appender: Arc::new(Mutex::new(Some(task))),
             verifier_key,
@@ -185,6 +190,18 @@ impl Store {
     /// Returns at most `limit` events after `after`, in position order.
     pub async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         reads::read_all(&self.readers, after, limit).await
+    }
+
+    /// Returns at most `limit` events of one workspace after log position `after`, in order;
+    /// none for a workspace that has no events yet. Costs O(log n) indexed lookups to find the
+    /// first one, never a scan of the workspace.
+    pub async fn read_workspace(
+        &self,
+        workspace: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        reads::read_workspace(&self.readers, workspace, after, limit).await
     }
 
     /// Returns at most `limit` events of one stream starting at `from_version` (inclusive);
@@ -270,5 +287,6 @@ impl Store {
             let _ = task.await;
         }
         self.readers.close().await;
+        self.side_writer.close().await;
     }
 }

@@ -1,0 +1,347 @@
+//! Live updates: one workspace's events as Server-Sent Events (`GET …/live`) and over WebSocket
+//! (`GET …/live/ws`).
+//!
+//! Every connection is a [`Follower`]: it reads the log from its own position in pages, and
+//! when it has caught up it waits on the store's head watch. Nothing is pushed into a
+//! connection's buffer by the appender, so a slow client only falls behind on its own position
+//! (it is always on "catch-up reads") and never slows the appender or other clients; it holds at
+//! most one page of events in memory.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chronicle_domain::RecordedEvent;
+use chronicle_store::{Head, Store, StoreError};
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::events::query;
+use crate::server::AppState;
+
+/// How live streams behave.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// How often an idle SSE stream sends a keep-alive comment.
+    pub keep_alive: Duration,
+    /// Events one connection reads from the log at a time: its memory bound.
+    pub page_size: u32,
+}
+
+impl Default for LiveConfig {
+    /// Returns a keep-alive every 15 s and pages of 500 events.
+    fn default() -> LiveConfig {
+        LiveConfig {
+            keep_alive: Duration::from_secs(15),
+            page_size: 500,
+        }
+    }
+}
+
+/// The live routes, relative to `/v1`.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{workspace}/live", get(server_sent_events))
+        .route("/workspaces/{workspace}/live/ws", get(websocket))
+}
+
+/// Event types to keep: exact types and `prefix.*` patterns; `*` alone keeps every type.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TypeFilter {
+    exact: Vec<String>,
+    /// Prefixes with their trailing dot (`machine.` for `machine.*`).
+    prefixes: Vec<String>,
+    everything: bool,
+}
+
+impl TypeFilter {
+    /// Parses patterns; the error names the first one that is not a type or a `prefix.*`.
+    pub(crate) fn parse<'a>(
+        patterns: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TypeFilter, String> {
+        let mut filter = TypeFilter::default();
+        for pattern in patterns {
+            if pattern == "*" {
+                filter.everything = true;
+            } else if let Some(prefix) = pattern.strip_suffix(".*")
+                && is_type_name(prefix)
+            {
+                filter.prefixes.push(format!("{prefix}."));
+            } else if is_type_name(pattern) {
+                filter.exact.push(pattern.to_owned());
+            } else {
+                return Err(format!(
+                    "`{pattern}` is neither an event type nor a `prefix.*` pattern"
+                ));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Returns whether nothing was asked for.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.everything && self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Returns whether an event of this type passes; an empty filter passes every type.
+    pub(crate) fn matches(&self, event_type: &str) -> bool {
+        self.is_empty()
+            || self.everything
+            || self.exact.iter().any(|exact| exact == event_type)
+            || self
+                .prefixes
+                .iter()
+                .any(|prefix| event_type.starts_with(prefix.as_str()))
+    }
+}
+
+/// Dot-separated words of lowercase letters, digits and underscores, as in `machine.renamed`.
+fn is_type_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// Follows one workspace's events, filtered by type, from a position.
+pub(crate) struct Follower {
+    store: Store,
+    workspace: String,
+    filter: TypeFilter,
+    /// Every event of the workspace up to here has been read (returned or filtered out).
+    position: u64,
+    page: VecDeque<RecordedEvent>,
+    page_size: u32,
+    head: watch::Receiver<Head>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Follower {
+    pub(crate) fn new(
+        state: &AppState,
+        workspace: String,
+        filter: TypeFilter,
+        after: u64,
+        page_size: u32,
+    ) -> Follower {
+        Follower {
+            store: state.store.clone(),
+            workspace,
+            filter,
+            position: after,
+            page: VecDeque::new(),
+            page_size: page_size.max(1),
+            head: state.store.subscribe_head(),
+            stopping: state.stopping.subscribe(),
+        }
+    }
+
+    /// Returns the next matching event, waiting for one to commit; `None` once the server is
+    /// stopping. Cancel-safe: state changes only between awaits, so a dropped call loses nothing.
+    pub(crate) async fn next(&mut self) -> Result<Option<RecordedEvent>, StoreError> {
+        loop {
+            if let Some(event) = self.page.pop_front() {
+                return Ok(Some(event));
+            }
+            if *self.stopping.borrow() {
+                return Ok(None);
+            }
+            // Every event up to the head seen here is committed before the read below starts,
+            // so the read sees all of them; a commit after this marks the watch changed.
+            let head = self.head.borrow_and_update().position;
+            if head > self.position {
+                let events = self
+                    .store
+                    .read_workspace(&self.workspace, self.position, self.page_size)
+                    .await?;
+                let full_page = events.len() == self.page_size as usize;
+                self.position = match events.last() {
+                    Some(last) if full_page => last.position,
+                    // A short page holds every event of the workspace up to `head`.
+                    _ => head,
+                };
+                let filter = &self.filter;
+                self.page.extend(
+                    events
+                        .into_iter()
+                        .filter(|event| filter.matches(&event.event_type)),
+                );
+                continue;
+            }
+            tokio::select! {
+                changed = self.head.changed() => {
+                    if changed.is_err() {
+                        return Ok(None);
+                    }
+                }
+                _ = self.stopping.changed() => {}
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LiveQuery {
+    after: Option<String>,
+    types: Option<String>,
+}
+
+/// Builds the follower a live request asks for: from `Last-Event-ID` when present, else
+/// `after`, else the start of the workspace.
+fn follower(
+    state: &AppState,
+    workspace: String,
+    headers: &HeaderMap,
+    live: Result<Query<LiveQuery>, QueryRejection>,
+) -> Result<Follower, ApiError> {
+    let live = query(live)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "Last-Event-ID",
+                        "Last-Event-ID is the position of the last event received",
+                    )
+                })
+        })
+        .transpose()?;
+    let after = live
+        .after
+        .as_deref()
+        .map(|text| {
+            text.trim().parse::<u64>().map_err(|_| {
+                ApiError::invalid_parameter("after", "after is a log position: a number")
+            })
+        })
+        .transpose()?;
+    let filter = TypeFilter::parse(
+        live.types
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|pattern| !pattern.is_empty()),
+    )
+    .map_err(|message| ApiError::invalid_parameter("types", message))?;
+    let after = last_event_id.or(after).unwrap_or(0);
+    let page_size = state.config.live.page_size;
+    Ok(Follower::new(state, workspace, filter, after, page_size))
+}
+
+/// `GET /v1/workspaces/WS/live?after=P&types=…`: the workspace's events as Server-Sent Events.
+pub(crate) async fn server_sent_events(
+    State(state): State<AppState>,
+    Path(workspace): Path<String>,
+    headers: HeaderMap,
+    live: Result<Query<LiveQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let follower = follower(&state, workspace, &headers, live)?;
+    let stream = futures::stream::unfold(follower, |mut follower| async move {
+        match follower.next().await {
+            Ok(Some(event)) => Some((Ok(sse_event(&event)), follower)),
+            Ok(None) => None,
+            Err(error) => {
+                // The client reconnects with Last-Event-ID and loses nothing.
+                tracing::warn!(error = %error, workspace = %follower.workspace, "live stream ended");
+                None
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.live.keep_alive)))
+}
+
+/// One SSE message: `id: POSITION`, `event: TYPE`, `data: RECORDED EVENT`.
+fn sse_event(event: &RecordedEvent) -> Event {
+    Event::default()
+        .id(event.position.to_string())
+        .event(&event.event_type)
+        .data(recorded_json(event))
+}
+
+/// The recorded event exactly as `GET /v1/events/ID` answers it.
+fn recorded_json(event: &RecordedEvent) -> String {
+    serde_json::to_string(event).expect("a recorded event serialises")
+}
+
+/// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
+pub(crate) async fn websocket(
+    State(state): State<AppState>,
+    Path(workspace): Path<String>,
+    headers: HeaderMap,
+    live: Result<Query<LiveQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let follower = follower(&state, workspace, &headers, live)?;
+    Ok(upgrade
+        .on_upgrade(|socket| follow_over_websocket(socket, follower))
+        .into_response())
+}
+
+async fn follow_over_websocket(mut socket: WebSocket, mut follower: Follower) {
+    loop {
+        tokio::select! {
+            next = follower.next() => match next {
+                Ok(Some(event)) => {
+                    if socket.send(Message::Text(recorded_json(&event).into())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, workspace = %follower.workspace, "live websocket ended");
+                    break;
+                }
+            },
+            // The client only closes; pings are answered by the socket itself.
+            incoming = socket.recv() => {
+                if matches!(incoming, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TypeFilter;
+
+    #[test]
+    fn type_filters_match_exact_types_and_prefixes() {
+        let filter = TypeFilter::parse(["machine.*", "session.started"]).unwrap();
+        assert!(filter.matches("machine.renamed"));
+        assert!(filter.matches("machine.registered"));
+        assert!(filter.matches("session.started"));
+        assert!(!filter.matches("session.ended"));
+        assert!(!filter.matches("machines.renamed"));
+        assert!(!filter.matches("machine"));
+        assert!(TypeFilter::parse([]).unwrap().matches("anything.at_all"));
+        assert!(TypeFilter::parse(["*"]).unwrap().matches("billing.charged"));
+    }
+
+    #[test]
+    fn type_filters_refuse_other_patterns() {
+        for pattern in ["", "machine*", "*.renamed", "machine.", "Machine.renamed", "a b", ".*"] {
+            assert!(TypeFilter::parse([pattern]).is_err(), "{pattern:?}");
+        }
+    }
+}

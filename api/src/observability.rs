@@ -1,0 +1,93 @@
+//! Request ids, request tracing and Prometheus metrics.
+//!
+//! Every request carries an `X-Request-Id`: the caller's, or a new UUID; it is on the request's
+//! tracing span and echoed in the answer. HTTP metrics are labelled by the route's template
+//! (`/v1/events/{id}`), never by the raw path, so no id or token value reaches `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Seconds buckets for latencies, from 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Events per group commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub(crate) fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_events".into()), BATCH_BUCKETS))
+            .expect("valid buckets")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// Drains histogram samples now and then, so memory stays flat between scrapes.
+pub(crate) async fn upkeep() {
+    let handle = prometheus();
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+}
+
+/// Counts every request and its latency by method, route template and status.
+pub(crate) async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("chronicle_http_requests_total", &labels).increment(1);
+    metrics::histogram!("chronicle_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Sets (or keeps) `X-Request-Id`, traces the request under it, and echoes it in the answer.
+pub(crate) fn with_request_ids(router: Router) -> Router {
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(MakeSpan)
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A request's span: method, route template and request id; no query string, no headers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MakeSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for MakeSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        let request_id = request.headers().get(&REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("");
+        let route = request.extensions().get::<MatchedPath>().map_or("", |path| path.as_str());
+        tracing::info_span!("request", method = %request.method(), route, request_id)
+    }
+}
