@@ -62,7 +62,12 @@ impl Principal {
 
 impl From<TokenRecord> for Principal {
     fn from(token: TokenRecord) -> Principal {
-        Principal { token_id: token.id, name: token.name, workspace: token.workspace, scopes: token.scopes }
+        Principal {
+            token_id: token.id,
+            name: token.name,
+            workspace: token.workspace,
+            scopes: token.scopes,
+        }
     }
 }
 
@@ -73,7 +78,10 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
 
 /// Compares two hashes in time independent of where they differ.
 fn hashes_equal(left: &[u8; 32], right: &[u8; 32]) -> bool {
-    left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    left.iter()
+        .zip(right)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// Requests per second and burst allowed to each token.
@@ -90,7 +98,9 @@ pub(crate) fn limiter(limit: Option<RateLimit>) -> Limiter {
     let limit = limit?;
     let per_second = NonZeroU32::new(limit.per_second.max(1)).expect("at least one");
     let burst = NonZeroU32::new(limit.burst.max(1)).expect("at least one");
-    Some(Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))))
+    Some(Arc::new(RateLimiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    )))
 }
 
 fn is_live(token: &TokenRecord, now: OffsetDateTime) -> bool {
@@ -132,10 +142,15 @@ pub(crate) async fn authenticate(
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this token")
-                .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests for this token",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         return Ok(response);
     }
     request.extensions_mut().insert(principal);
@@ -149,20 +164,31 @@ pub(crate) async fn require_scope(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = request.extensions().get::<Principal>().ok_or_else(ApiError::unauthorized)?;
-    let workspace = parameters.iter().find(|(name, _)| *name == "workspace").map(|(_, value)| value);
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(ApiError::unauthorized)?;
+    let workspace = parameters
+        .iter()
+        .find(|(name, _)| *name == "workspace")
+        .map(|(_, value)| value);
     match workspace {
         Some(workspace) if !principal.may_see(Some(workspace)) => {
             return Err(ApiError::not_found(format!("no workspace {workspace}")));
         }
         // Routes over the whole log are for tokens bound to no workspace.
         None if principal.workspace.is_some() && scope == Scope::Admin => {
-            return Err(ApiError::forbidden("a token bound to one workspace cannot use this route"));
+            return Err(ApiError::forbidden(
+                "a token bound to one workspace cannot use this route",
+            ));
         }
         _ => {}
     }
     if !principal.has(scope) {
-        return Err(ApiError::forbidden(format!("this token lacks the `{}` scope", scope.name())));
+        return Err(ApiError::forbidden(format!(
+            "this token lacks the `{}` scope",
+            scope.name()
+        )));
     }
     Ok(next.run(request).await)
 }

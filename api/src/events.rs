@@ -45,9 +45,15 @@ pub(crate) async fn append(
             .map_err(|_| ApiError::bad_request("invalid_body", "could not read the batch"))??
     };
     // A token bound to one workspace sees no other: an event of another is "not found".
-    if let Some(index) = events.iter().position(|prepared| !principal.may_see(prepared.event.workspace.as_deref())) {
+    if let Some(index) = events
+        .iter()
+        .position(|prepared| !principal.may_see(prepared.event.workspace.as_deref()))
+    {
         let workspace = events[index].event.workspace.as_deref().unwrap_or("(none)");
-        return Err(ApiError::not_found(format!("event {index}: no workspace {workspace}")).with("index", index));
+        return Err(
+            ApiError::not_found(format!("event {index}: no workspace {workspace}"))
+                .with("index", index),
+        );
     }
     let events = state.store.append(events).await?;
     Ok(Json(AppendAnswer { events }))

@@ -14,6 +14,9 @@
 //! - `events`: appending and reading the log.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
+//! - `live`: a workspace's events live, as Server-Sent Events and over WebSocket.
+//! - `webhooks`: managing webhooks, and the worker that delivers events to them, signed, in
+//!   order, at least once.
 //!
 //! It reads no environment and no files: the binary hands it an [`ApiConfig`].
 
@@ -21,11 +24,15 @@ mod auth;
 mod error;
 mod events;
 mod integrity;
+mod live;
 mod observability;
 mod server;
 mod tokens;
+mod webhooks;
 
-pub use error::ApiError;
 pub use auth::{Principal, RateLimit};
+pub use error::ApiError;
+pub use live::LiveConfig;
 pub use server::{ApiConfig, AppState, Application, router};
 pub use tokens::{generate_token_value, new_token};
+pub use webhooks::{SIGNATURE_HEADER, WebhookConfig};

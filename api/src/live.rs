@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -181,13 +182,13 @@ impl Follower {
                 );
                 continue;
             }
-            tokio::select! {
-                changed = self.head.changed() => {
-                    if changed.is_err() {
-                        return Ok(None);
-                    }
-                }
-                _ = self.stopping.changed() => {}
+            // Either watch closing means the server is going away.
+            let changed = tokio::select! {
+                changed = self.head.changed() => changed,
+                changed = self.stopping.changed() => changed,
+            };
+            if changed.is_err() {
+                return Ok(None);
             }
         }
     }
@@ -287,8 +288,15 @@ pub(crate) async fn websocket(
     Path(workspace): Path<String>,
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "websocket_required",
+            rejection.body_text(),
+        )
+    })?;
     let follower = follower(&state, workspace, &headers, live)?;
     Ok(upgrade
         .on_upgrade(|socket| follow_over_websocket(socket, follower))
@@ -340,7 +348,15 @@ mod tests {
 
     #[test]
     fn type_filters_refuse_other_patterns() {
-        for pattern in ["", "machine*", "*.renamed", "machine.", "Machine.renamed", "a b", ".*"] {
+        for pattern in [
+            "",
+            "machine*",
+            "*.renamed",
+            "machine.",
+            "Machine.renamed",
+            "a b",
+            ".*",
+        ] {
             assert!(TypeFilter::parse([pattern]).is_err(), "{pattern:?}");
         }
     }

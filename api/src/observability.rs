@@ -20,10 +20,14 @@ use tracing::Level;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Seconds buckets for latencies, from 100 µs to 10 s.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
 /// Events per group commit.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0,
+];
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub(crate) fn prometheus() -> &'static PrometheusHandle {
@@ -31,7 +35,9 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_events".into()), BATCH_BUCKETS))
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Suffix("_events".into()), BATCH_BUCKETS)
+            })
             .expect("valid buckets")
             .install_recorder()
             .expect("no other metrics recorder is installed")
@@ -50,7 +56,10 @@ pub(crate) async fn upkeep() {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
 }
 
 /// Counts every request and its latency by method, route template and status.
@@ -62,9 +71,14 @@ pub(crate) async fn record_request(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
     metrics::counter!("chronicle_http_requests_total", &labels).increment(1);
-    metrics::histogram!("chronicle_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("chronicle_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -86,8 +100,15 @@ pub(crate) struct MakeSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for MakeSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
-        let request_id = request.headers().get(&REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("");
-        let route = request.extensions().get::<MatchedPath>().map_or("", |path| path.as_str());
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("");
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", |path| path.as_str());
         tracing::info_span!("request", method = %request.method(), route, request_id)
     }
 }

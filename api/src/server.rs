@@ -13,10 +13,13 @@ use axum::{Json, middleware};
 use chronicle_store::{Scope, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
-use crate::{error::ApiError, events, integrity, observability, tokens};
+use crate::live::LiveConfig;
+use crate::webhooks::WebhookConfig;
+use crate::{error::ApiError, events, integrity, live, observability, tokens, webhooks};
 
 /// What the server needs to know; the binary builds it from flags and environment.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct ApiConfig {
     pub max_batch_bytes: usize,
     /// Requests per second allowed to each token; `None` turns limits off.
     pub rate_limit: Option<RateLimit>,
+    /// Live streams (SSE and WebSocket).
+    pub live: LiveConfig,
+    /// Webhook delivery: retries, timeouts, allowed hosts.
+    pub webhooks: WebhookConfig,
 }
 
 impl ApiConfig {
@@ -38,7 +45,12 @@ impl ApiConfig {
             admin_token: admin_token.into(),
             max_batch_events: 10_000,
             max_batch_bytes: 16 * 1024 * 1024,
-            rate_limit: Some(RateLimit { per_second: 2_000, burst: 10_000 }),
+            rate_limit: Some(RateLimit {
+                per_second: 2_000,
+                burst: 10_000,
+            }),
+            live: LiveConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -50,6 +62,10 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) admin_token_hash: [u8; 32],
     pub(crate) limiter: Limiter,
+    /// Turns true when the server starts to shut down: live streams end, webhook delivery stops.
+    pub(crate) stopping: watch::Sender<bool>,
+    /// Wakes the webhook worker when a webhook is created, deleted or resumed.
+    pub(crate) webhooks_changed: Arc<Notify>,
 }
 
 impl AppState {
@@ -61,6 +77,8 @@ impl AppState {
             config: Arc::new(config),
             admin_token_hash,
             limiter,
+            stopping: watch::Sender::new(false),
+            webhooks_changed: Arc::new(Notify::new()),
         }
     }
 }
@@ -74,19 +92,42 @@ fn scoped(scope: Scope, route: MethodRouter<AppState>) -> MethodRouter<AppState>
 pub fn router(state: AppState) -> Router {
     use Scope::{Admin, Append, Read};
     let v1 = Router::new()
-        .route("/events", scoped(Append, post(events::append)).merge(scoped(Admin, get(events::read_log))))
+        .route(
+            "/events",
+            scoped(Append, post(events::append)).merge(scoped(Admin, get(events::read_log))),
+        )
         .route("/events/{id}", scoped(Admin, get(events::read_event)))
         .route("/streams/{stream}", scoped(Admin, get(events::read_stream)))
         .route("/head", scoped(Admin, get(events::head)))
         .route("/checkpoint", scoped(Admin, get(integrity::log_checkpoint)))
         .route("/public-key", get(integrity::public_key))
-        .route("/proofs/inclusion", scoped(Admin, get(integrity::log_inclusion)))
-        .route("/proofs/consistency", scoped(Admin, get(integrity::log_consistency)))
-        .route("/tokens", scoped(Admin, post(tokens::create).get(tokens::list)))
+        .route(
+            "/proofs/inclusion",
+            scoped(Admin, get(integrity::log_inclusion)),
+        )
+        .route(
+            "/proofs/consistency",
+            scoped(Admin, get(integrity::log_consistency)),
+        )
+        .route(
+            "/tokens",
+            scoped(Admin, post(tokens::create).get(tokens::list)),
+        )
         .route("/tokens/{id}", scoped(Admin, delete(tokens::revoke)))
-        .route("/workspaces/{workspace}/checkpoint", scoped(Read, get(integrity::workspace_checkpoint)))
-        .route("/workspaces/{workspace}/proofs/inclusion", scoped(Read, get(integrity::workspace_inclusion)))
-        .route("/workspaces/{workspace}/proofs/consistency", scoped(Read, get(integrity::workspace_consistency)))
+        .route(
+            "/workspaces/{workspace}/checkpoint",
+            scoped(Read, get(integrity::workspace_checkpoint)),
+        )
+        .route(
+            "/workspaces/{workspace}/proofs/inclusion",
+            scoped(Read, get(integrity::workspace_inclusion)),
+        )
+        .route(
+            "/workspaces/{workspace}/proofs/consistency",
+            scoped(Read, get(integrity::workspace_consistency)),
+        )
+        .merge(live::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let router = Router::new()
@@ -98,7 +139,12 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_batch_bytes))
         .layer(middleware::from_fn(observability::record_request))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
         }))
         .with_state(state);
     observability::with_request_ids(router)
@@ -150,13 +196,24 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let stopping = self.state.stopping.clone();
+        let delivery = tokio::spawn(webhooks::deliver_webhooks(self.state.clone()));
         let app = router(self.state);
         let upkeep = tokio::spawn(observability::upkeep());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let signal = stopping.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Live streams never end by themselves: tell them to, so in-flight requests finish.
+                signal.send_replace(true);
+            })
+            .await;
+        stopping.send_replace(true);
+        if let Err(error) = delivery.await {
+            tracing::error!(error = %error, "webhook delivery ended abnormally");
+        }
         upkeep.abort();
         store.shutdown().await;
-        Ok(())
+        served
     }
 }

@@ -46,7 +46,10 @@ pub(crate) struct TokenList {
 pub fn generate_token_value() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("chr_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "chr_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// Checks a creation request and turns it into the record to keep, with a fresh value.
@@ -57,27 +60,41 @@ pub fn new_token(
     expires_at: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<(NewToken, String), ApiError> {
-    let invalid = |field: &str, message: &str| ApiError::bad_request("invalid_token", message.to_owned()).with("field", field);
+    let invalid = |field: &str, message: &str| {
+        ApiError::bad_request("invalid_token", message.to_owned()).with("field", field)
+    };
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(invalid("name", "a token needs a name of 1 to 100 characters"));
+        return Err(invalid(
+            "name",
+            "a token needs a name of 1 to 100 characters",
+        ));
     }
     if let Some(workspace) = &workspace
         && (workspace.is_empty()
             || workspace.len() > 64
-            || !workspace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            || !workspace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
     {
-        return Err(invalid("workspace", "a workspace is 1 to 64 letters, digits, `_` or `-`"));
+        return Err(invalid(
+            "workspace",
+            "a workspace is 1 to 64 letters, digits, `_` or `-`",
+        ));
     }
     scopes.sort();
     scopes.dedup();
     if scopes.is_empty() {
-        return Err(invalid("scopes", "a token needs at least one of append, read, export, admin"));
+        return Err(invalid(
+            "scopes",
+            "a token needs at least one of append, read, export, admin",
+        ));
     }
     let expires_at = match expires_at {
         None => None,
         Some(text) => {
-            let at = parse_timestamp(text).map_err(|_| invalid("expires_at", "must be an RFC 3339 timestamp"))?;
+            let at = parse_timestamp(text)
+                .map_err(|_| invalid("expires_at", "must be an RFC 3339 timestamp"))?;
             if at <= now {
                 return Err(invalid("expires_at", "must be in the future"));
             }
@@ -88,7 +105,13 @@ pub fn new_token(
     let mut id_bytes = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut id_bytes);
     let token = NewToken {
-        id: format!("tok_{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        id: format!(
+            "tok_{}",
+            id_bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
         name: name.to_owned(),
         workspace,
         scopes,
@@ -105,17 +128,31 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let Json(body) = body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let (token, value) =
-        new_token(&body.name, body.workspace, body.scopes, body.expires_at.as_deref(), OffsetDateTime::now_utc())?;
+    let Json(body) =
+        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+    let (token, value) = new_token(
+        &body.name,
+        body.workspace,
+        body.scopes,
+        body.expires_at.as_deref(),
+        OffsetDateTime::now_utc(),
+    )?;
     let record = state.store.create_token(token).await?;
     tracing::info!(token = %record.id, workspace = ?record.workspace, "token created");
-    Ok((StatusCode::CREATED, Json(CreatedToken { record, token: value })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            record,
+            token: value,
+        }),
+    ))
 }
 
 /// `GET /v1/tokens` (admin): every token, without values.
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
-    Ok(Json(TokenList { items: state.store.list_tokens().await? }))
+    Ok(Json(TokenList {
+        items: state.store.list_tokens().await?,
+    }))
 }
 
 /// `DELETE /v1/tokens/ID` (admin): revokes at once; answers the revoked record.

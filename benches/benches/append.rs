@@ -3,13 +3,14 @@
 //! beside the ceiling: the same rows inserted into a bare SQLite table with no index, 1,000 a
 //! transaction, WAL, `synchronous=FULL`, through the same driver.
 //!
-//! Run: `cargo bench -p chronicle-benches --bench append`; criterion prints each side's
+//! Run: `cargo bench -p chronicle-benches --bench append` (add `CHRONICLE_BENCH_IDS=v4` for
+//! random producer ids instead of time-ordered ones); criterion prints each side's
 //! throughput in elements (events) per second; `BENCHMARKS.md` records the ratio.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use chronicle_benches::EventPool;
+use chronicle_benches::{EventPool, IdKind};
 use chronicle_domain::Place;
 use chronicle_store::checkpoint::NoteSigner;
 use chronicle_store::{Store, StoreConfig};
@@ -24,7 +25,7 @@ fn appends(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut pool = EventPool::new(200_000);
+    let mut pool = EventPool::new(200_000, IdKind::from_env());
     let directory = tempfile::tempdir().unwrap();
 
     let mut group = c.benchmark_group("append_batch_1000");
@@ -35,7 +36,10 @@ fn appends(c: &mut Criterion) {
 
     let signer = NoteSigner::generate("chronicle.bench");
     let store = runtime
-        .block_on(Store::open(StoreConfig::new(directory.path().join("store.db"), signer)))
+        .block_on(Store::open(StoreConfig::new(
+            directory.path().join("store.db"),
+            signer,
+        )))
         .unwrap();
     group.bench_function("chronicle_store", |b| {
         b.iter_custom(|iterations| {

@@ -8,6 +8,7 @@ mod data_dir;
 mod ingest;
 mod integrity;
 mod serve;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,62 @@ enum Command {
     Verify(VerifyArgs),
     /// Prints the current signed checkpoint of the log (and of each --workspace).
     Checkpoint(CheckpointArgs),
+    /// Creates, lists and revokes API tokens.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    #[command(flatten)]
+    target: TokenTarget,
+}
+
+/// The data directory (server stopped), or a running server with an admin token.
+#[derive(Debug, Clone, Args)]
+struct TokenTarget {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Manage the tokens of a running server instead of the data directory.
+    #[arg(long, env = "CHRONICLE_URL", global = true)]
+    url: Option<String>,
+    /// The admin token for --url.
+    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum TokenCommand {
+    /// Creates a token and prints its value once.
+    Create {
+        /// What the token is for.
+        #[arg(long)]
+        name: String,
+        /// Bind the token to this workspace (default: all workspaces).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// A scope: append, read, export or admin (repeatable).
+        #[arg(long, required = true, value_parser = parse_scope)]
+        scope: Vec<chronicle_store::Scope>,
+        /// When the token stops working (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Lists every token (never their values).
+    List,
+    /// Revokes a token at once.
+    Revoke {
+        /// The token's id (tok_…).
+        id: String,
+    },
+}
+
+fn parse_scope(text: &str) -> Result<chronicle_store::Scope, String> {
+    chronicle_store::Scope::ALL
+        .into_iter()
+        .find(|scope| scope.name() == text)
+        .ok_or_else(|| format!("`{text}` is not a scope: use append, read, export or admin"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,16 +133,31 @@ struct CheckpointArgs {
 #[derive(Debug, Clone, Args)]
 struct StorageArgs {
     /// The data directory: the embedded database, the search index, the signing key.
-    #[arg(long, env = "CHRONICLE_DATA", default_value = "./chronicle-data")]
+    #[arg(
+        long,
+        env = "CHRONICLE_DATA",
+        default_value = "./chronicle-data",
+        global = true
+    )]
     data: PathBuf,
     /// Keep the log and read models in PostgreSQL instead of the embedded database.
-    #[arg(long, env = "CHRONICLE_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHRONICLE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     database_url: Option<String>,
     /// The Ed25519 key that signs checkpoints (default DATA/signing-key, made on first start).
-    #[arg(long, env = "CHRONICLE_SIGNING_KEY")]
+    #[arg(long, env = "CHRONICLE_SIGNING_KEY", global = true)]
     signing_key: Option<PathBuf>,
     /// The origin line of the log's checkpoints; workspace trees use ORIGIN/workspaces/WS.
-    #[arg(long, env = "CHRONICLE_ORIGIN", default_value = "chronicle.local")]
+    #[arg(
+        long,
+        env = "CHRONICLE_ORIGIN",
+        default_value = "chronicle.local",
+        global = true
+    )]
     origin: String,
 }
 
@@ -157,6 +229,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest::ingest(args).await,
             Command::Verify(args) => integrity::verify(args).await,
             Command::Checkpoint(args) => integrity::checkpoint(args).await,
+            Command::Token(args) => tokens::token(args).await,
         }
     });
     match result {

@@ -398,7 +398,8 @@ impl Appender {
             .await?;
         }
         transaction.commit().await?;
-        metrics::histogram!("chronicle_commit_duration_seconds").record(commit_started.elapsed().as_secs_f64());
+        metrics::histogram!("chronicle_commit_duration_seconds")
+            .record(commit_started.elapsed().as_secs_f64());
         metrics::histogram!("chronicle_group_commit_events").record(rows.len() as f64);
         metrics::counter!("chronicle_appended_events_total").increment(rows.len() as u64);
 
@@ -481,6 +482,8 @@ impl Appender {
         let mut streams: HashMap<&str, StreamState> = HashMap::new();
         let mut workspaces: HashMap<&str, WorkspaceState> = HashMap::new();
         let mut answers = Vec::with_capacity(request.events.len());
+        // Ids this request placed: index into `rows`.
+        let mut placed_ids: HashMap<Uuid, usize> = HashMap::new();
         let mut next_position = self.next_position + first_row as u64;
         let next_stream_id = self.next_stream_id;
         let next_workspace_id = self.next_workspace_id;
@@ -514,12 +517,11 @@ impl Appender {
                 });
                 continue;
             }
-            let placed_before = group.placed_ids.get(&event.id).copied().or_else(|| {
-                rows[first_row..]
-                    .iter()
-                    .position(|row| row.event.id == event.id)
-                    .map(|offset| first_row + offset)
-            });
+            let placed_before = group
+                .placed_ids
+                .get(&event.id)
+                .or_else(|| placed_ids.get(&event.id))
+                .copied();
             if let Some(row_index) = placed_before {
                 let row = &rows[row_index];
                 if event.content() != row.event.content() {
@@ -602,6 +604,7 @@ impl Appender {
                 workspace_seq: workspace.map(|w| w.seq),
             };
             next_position += 1;
+            placed_ids.insert(event.id, rows.len());
             rows.push(PlacedRow {
                 event,
                 prepared,
@@ -613,9 +616,7 @@ impl Appender {
         }
 
         // The whole request is placed: it joins the group.
-        for (offset, row) in rows[first_row..].iter().enumerate() {
-            group.placed_ids.insert(row.event.id, first_row + offset);
-        }
+        group.placed_ids.extend(placed_ids);
         group.streams.extend(
             streams
                 .into_iter()

@@ -70,7 +70,8 @@ fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
         workspace: row.try_get(2)?,
-        scopes: serde_json::from_str(&scopes).map_err(|error| StoreError::Unreadable(format!("token scopes: {error}")))?,
+        scopes: serde_json::from_str(&scopes)
+            .map_err(|error| StoreError::Unreadable(format!("token scopes: {error}")))?,
         prefix: row.try_get(4)?,
         created_at: row.try_get(5)?,
         expires_at: row.try_get(6)?,
@@ -119,15 +120,21 @@ impl Store {
 
     /// Returns every token, newest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id"))
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter().map(decode).collect()
     }
 
     /// Revokes a token from `at` on (a second revocation keeps the first time); `None` when
     /// there is no such token.
-    pub async fn revoke_token(&self, id: &str, at: &str) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        at: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
             .bind(at)
             .bind(id)

@@ -1,6 +1,9 @@
 //! The API over real HTTP on loopback, against a real SQLite file in a temporary directory.
 
 mod append;
+mod auth;
 mod integrity;
+mod live;
 mod read;
 mod support;
+mod webhooks;

@@ -16,6 +16,9 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
+    /// The server's store, for what no route offers (a token already expired, say).
+    pub store: Store,
+    config: ApiConfig,
     directory: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -23,6 +26,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// Spawns a server whose config `edit` adjusts first.
+    pub async fn spawn_with(edit: impl FnOnce(&mut ApiConfig)) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -31,10 +39,14 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let directory = tempfile::tempdir().unwrap();
-        let (address, stop, task) = start(directory.path().join("chronicle.db")).await;
+        let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
+        edit(&mut config);
+        let (address, stop, task, store) = start(directory.path().join("chronicle.db"), config.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
+            store,
+            config,
             directory,
             stop: Some(stop),
             task: Some(task),
@@ -44,8 +56,9 @@ impl TestApp {
     /// Stops the server (finishing what it accepted) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (address, stop, task) = start(self.database()).await;
+        let (address, stop, task, store) = start(self.database(), self.config.clone()).await;
         self.address = address;
+        self.store = store;
         self.stop = Some(stop);
         self.task = Some(task);
     }
@@ -57,6 +70,10 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+    }
+
+    pub fn data_directory(&self) -> &std::path::Path {
+        self.directory.path()
     }
 
     pub fn database(&self) -> PathBuf {
@@ -84,6 +101,28 @@ impl TestApp {
             .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a request with `token` (or none) and answers the status and the JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a token through the API with the admin token; answers its value and id.
+    pub async fn token(&self, workspace: Option<&str>, scopes: &[&str]) -> (String, String) {
+        let body = json!({"name": "test", "workspace": workspace, "scopes": scopes});
+        let (status, created) = self.post_json("/v1/tokens", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (created["token"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned())
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -130,14 +169,13 @@ impl Drop for TestApp {
     }
 }
 
-async fn start(database: PathBuf) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>) {
+async fn start(database: PathBuf, config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>, Store) {
     let key = database.with_file_name("signing-key");
     let (signer, _) = load_or_create_key_file(&key, "chronicle.test").unwrap();
     let store = Store::open(StoreConfig::new(database, signer))
         .await
         .unwrap();
-    let config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
-    let application = Application::bind(store, config).await.unwrap();
+    let application = Application::bind(store.clone(), config).await.unwrap();
     let address = application.address();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -148,7 +186,7 @@ async fn start(database: PathBuf) -> (SocketAddr, oneshot::Sender<()>, JoinHandl
             .await
             .unwrap();
     });
-    (address, stop, task)
+    (address, stop, task, store)
 }
 
 /// A valid `machine.renamed` event for a stream, as a producer sends it.

@@ -337,3 +337,109 @@ fn demo_serves_a_history_that_verifies_through_the_api() {
     assert!(text(&output).contains("OK"));
     server.stop();
 }
+
+#[test]
+fn token_commands_work_on_the_data_directory_and_through_a_server() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let output = run(&[
+        "token",
+        "create",
+        "--data",
+        data_arg,
+        "--name",
+        "cabinet",
+        "--workspace",
+        "ws_acme",
+        "--scope",
+        "read",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let value = printed
+        .lines()
+        .find_map(|line| line.split("its hash): ").nth(1))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(value.starts_with("chr_"));
+    let output = run(&[
+        "token", "create", "--data", data_arg, "--name", "x", "--scope", "root",
+    ]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("is not a scope"));
+
+    let listed = text(&run(&["token", "list", "--data", data_arg]));
+    assert!(
+        listed.contains("cabinet") && listed.contains("ws_acme") && !listed.contains(&value),
+        "{listed}"
+    );
+
+    // The server takes the token; its logs, even at debug level, never show it.
+    let mut child = chronicle()
+        .args(["serve", "--data", data_arg, "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = lines_sender.send(line.unwrap());
+        }
+    });
+    let url = loop {
+        let line = lines.recv().unwrap();
+        if let Some(rest) = line.strip_prefix("chronicle listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let checkpoint = |token: &str| {
+        client
+            .get(format!("{url}/v1/workspaces/ws_acme/checkpoint"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(checkpoint(&value), 200);
+    let id = listed
+        .split_whitespace()
+        .find(|word| word.starts_with("tok_"))
+        .unwrap()
+        .to_owned();
+    let output = run(&["token", "revoke", &id, "--url", &url, "--token", &admin]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("revoked"));
+    assert_eq!(checkpoint(&value), 401);
+    let remote = text(&run(&["token", "list", "--url", &url, "--token", &admin]));
+    assert!(
+        remote.contains(&id) && remote.contains("revoked"),
+        "{remote}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let logs: Vec<String> = lines.iter().collect();
+    assert!(logs.len() > 3, "the server logged at debug level");
+    // The contract prints the admin token once, on the first start; nothing else shows a token.
+    for line in logs
+        .iter()
+        .filter(|line| !line.starts_with("admin token (shown once"))
+    {
+        assert!(
+            !line.contains(&value) && !line.contains(&admin[10..]),
+            "a token reached the logs: {line}"
+        );
+    }
+}

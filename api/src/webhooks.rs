@@ -1,0 +1,689 @@
+//! Webhooks: managing them under `/v1/workspaces/WS/webhooks`, and the worker that delivers.
+//!
+//! The log is the outbox. Each webhook keeps a cursor in the database; [`deliver_webhooks`]
+//! runs one task per active webhook that reads the workspace's events after its cursor, keeps
+//! those of the wanted types, and POSTs each, signed, until the receiver answers 2xx; only then
+//! does it move the cursor (in the transaction that records the attempt) and go on to the next
+//! event. So delivery is in order per webhook and at least once, survives restarts, and runs
+//! concurrently across webhooks. Every attempt is recorded; an event that keeps failing pauses
+//! its webhook until someone resumes it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use chronicle_domain::{RecordedEvent, format_timestamp};
+use chronicle_store::{DeliveryAttempt, NewWebhook, Store, StoreError, Webhook, WebhookSecret};
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use time::OffsetDateTime;
+use tokio::task::{AbortHandle, JoinSet};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::events::query;
+use crate::live::TypeFilter;
+use crate::server::AppState;
+
+/// The header that carries a delivery's signature.
+pub const SIGNATURE_HEADER: &str = "X-Chronicle-Signature";
+
+/// The shortest secret a webhook may have.
+const MIN_SECRET_CHARS: usize = 16;
+/// Events one webhook's task reads from the log at a time.
+const PAGE_SIZE: u32 = 500;
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The wait before the second attempt at an event; each later wait doubles, with jitter.
+    pub retry_base: Duration,
+    /// No wait between attempts is longer than this.
+    pub retry_cap: Duration,
+    /// Attempts at one event before its webhook is paused.
+    pub max_attempts: u32,
+    /// How long one delivery may take, connecting included.
+    pub request_timeout: Duration,
+    /// Hosts deliveries may go to: exact names (`siem.example.com`) or every subdomain of one
+    /// (`*.example.com`). `None` allows every host; a webhook URL is user input, so a server
+    /// that can reach internal services should set it.
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl Default for WebhookConfig {
+    /// Returns retries from 1 s doubling up to 5 min, pausing after 24 attempts (about an hour),
+    /// 10 s a request, and every host allowed.
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(300),
+            max_attempts: 24,
+            request_timeout: Duration::from_secs(10),
+            allowed_hosts: None,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Returns the wait after the `attempt`-th failure: `retry_base · 2^(attempt−1)` capped at
+    /// `retry_cap`, of which a random half is taken away (`jitter` in [0, 1]) so that receivers
+    /// coming back are not hit by every webhook at once.
+    fn retry_delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let doubling = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+        let delay = self.retry_base.saturating_mul(doubling).min(self.retry_cap);
+        delay.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    }
+
+    fn next_retry_delay(&self, attempt: u32) -> Duration {
+        self.retry_delay(attempt, rand::thread_rng().r#gen::<f64>())
+    }
+
+    fn allows_host(&self, host: &str) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        allowed.iter().any(|pattern| {
+            let pattern = pattern.to_ascii_lowercase();
+            match pattern.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                None => host == pattern,
+            }
+        })
+    }
+}
+
+/// The webhook routes, relative to `/v1`.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/workspaces/{workspace}/webhooks",
+            post(create_webhook).get(list_webhooks),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}",
+            delete(delete_webhook),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}/resume",
+            post(resume_webhook),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}/deliveries",
+            get(list_deliveries),
+        )
+}
+
+/// A webhook as answered: never its secret.
+#[derive(Serialize)]
+pub(crate) struct WebhookAnswer {
+    #[serde(flatten)]
+    webhook: Webhook,
+    /// `active`, or `paused` after an event kept failing.
+    status: &'static str,
+}
+
+impl From<Webhook> for WebhookAnswer {
+    fn from(webhook: Webhook) -> WebhookAnswer {
+        let status = if webhook.paused_at.is_some() {
+            "paused"
+        } else {
+            "active"
+        };
+        WebhookAnswer { webhook, status }
+    }
+}
+
+fn invalid_webhook(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_webhook", message).with("field", field)
+}
+
+/// What a valid create body holds.
+struct WebhookRequest {
+    url: String,
+    secret: WebhookSecret,
+    types: Vec<String>,
+    after: Option<u64>,
+}
+
+/// Reads `{"url", "secret", "types", "after"?}`; the first bad field is named.
+fn parse_webhook_request(body: &[u8], config: &WebhookConfig) -> Result<WebhookRequest, ApiError> {
+    let body: Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request("invalid_body", format!("expected a JSON object: {error}"))
+    })?;
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "expected a JSON object with url, secret and types",
+        ));
+    };
+
+    let url = body
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_webhook("url", "url is a string: an http or https URL"))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|error| invalid_webhook("url", format!("url is not a URL: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid_webhook("url", "url must be http or https"));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| invalid_webhook("url", "url has no host"))?;
+    if !config.allows_host(host) {
+        return Err(invalid_webhook(
+            "url",
+            format!("deliveries to {host} are not allowed on this server"),
+        ));
+    }
+
+    let secret = body
+        .get("secret")
+        .and_then(Value::as_str)
+        .filter(|secret| secret.chars().count() >= MIN_SECRET_CHARS)
+        .ok_or_else(|| {
+            invalid_webhook(
+                "secret",
+                format!("secret is a string of at least {MIN_SECRET_CHARS} characters"),
+            )
+        })?;
+
+    let types: Vec<String> = body
+        .get("types")
+        .and_then(Value::as_array)
+        .and_then(|types| {
+            types
+                .iter()
+                .map(|pattern| pattern.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+        })
+        .filter(|types| !types.is_empty())
+        .ok_or_else(|| {
+            invalid_webhook(
+                "types",
+                "types is a non-empty list of event types or `prefix.*` patterns",
+            )
+        })?;
+    TypeFilter::parse(types.iter().map(String::as_str))
+        .map_err(|message| invalid_webhook("types", message))?;
+
+    let after = match body.get("after") {
+        None | Some(Value::Null) => None,
+        Some(after) => Some(after.as_u64().ok_or_else(|| {
+            invalid_webhook("after", "after is a log position: a non-negative number")
+        })?),
+    };
+    Ok(WebhookRequest {
+        url: url.to_owned(),
+        secret: WebhookSecret::new(secret),
+        types,
+        after,
+    })
+}
+
+/// `POST /v1/workspaces/WS/webhooks` with `{"url", "secret", "types", "after"?}`: delivery
+/// starts after position `after`, by default after the newest event.
+pub(crate) async fn create_webhook(
+    State(state): State<AppState>,
+    Path(workspace): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+    })?;
+    let request = parse_webhook_request(&body, &state.config.webhooks)?;
+    let webhook = state
+        .store
+        .create_webhook(NewWebhook {
+            id: Uuid::now_v7(),
+            workspace,
+            url: request.url,
+            secret: request.secret,
+            types: request.types,
+            created_at: format_timestamp(OffsetDateTime::now_utc()),
+            cursor: request.after.unwrap_or_else(|| state.store.head().position),
+        })
+        .await?;
+    tracing::info!(webhook = %webhook.id, workspace = %webhook.workspace, "webhook created");
+    state.webhooks_changed.notify_one();
+    Ok((StatusCode::CREATED, Json(webhook.into())))
+}
+
+#[derive(Serialize)]
+pub(crate) struct WebhookList {
+    items: Vec<WebhookAnswer>,
+}
+
+/// `GET /v1/workspaces/WS/webhooks`.
+pub(crate) async fn list_webhooks(
+    State(state): State<AppState>,
+    Path(workspace): Path<String>,
+) -> Result<Json<WebhookList>, ApiError> {
+    let webhooks = state.store.list_webhooks(&workspace).await?;
+    Ok(Json(WebhookList {
+        items: webhooks.into_iter().map(WebhookAnswer::from).collect(),
+    }))
+}
+
+fn webhook_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::invalid_parameter("id", "a webhook id is a UUID"))
+}
+
+fn no_webhook(id: Uuid) -> ApiError {
+    ApiError::not_found(format!("no webhook has id {id} in this workspace"))
+}
+
+/// `DELETE /v1/workspaces/WS/webhooks/ID`: nothing is delivered to it any more.
+pub(crate) async fn delete_webhook(
+    State(state): State<AppState>,
+    Path((workspace, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = webhook_id(&id)?;
+    let at = format_timestamp(OffsetDateTime::now_utc());
+    if !state.store.delete_webhook(&workspace, id, &at).await? {
+        return Err(no_webhook(id));
+    }
+    tracing::info!(webhook = %id, workspace = %workspace, "webhook deleted");
+    state.webhooks_changed.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/workspaces/WS/webhooks/ID/resume`: delivery to a paused webhook starts again with
+/// the event it stopped at.
+pub(crate) async fn resume_webhook(
+    State(state): State<AppState>,
+    Path((workspace, id)): Path<(String, String)>,
+) -> Result<Json<WebhookAnswer>, ApiError> {
+    let id = webhook_id(&id)?;
+    let webhook = state
+        .store
+        .resume_webhook(&workspace, id)
+        .await?
+        .ok_or_else(|| no_webhook(id))?;
+    state.webhooks_changed.notify_one();
+    Ok(Json(webhook.into()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeliveriesPage {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeliveriesAnswer {
+    items: Vec<DeliveryAttempt>,
+    /// The `cursor` of the next (older) page, or null at the end.
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_DELIVERIES: u32 = 100;
+const MAX_DELIVERIES: u32 = 1_000;
+
+/// `GET /v1/workspaces/WS/webhooks/ID/deliveries?limit=N&cursor=C`: every attempt, newest
+/// first.
+pub(crate) async fn list_deliveries(
+    State(state): State<AppState>,
+    Path((workspace, id)): Path<(String, String)>,
+    page: Result<Query<DeliveriesPage>, QueryRejection>,
+) -> Result<Json<DeliveriesAnswer>, ApiError> {
+    let id = webhook_id(&id)?;
+    let page = query(page)?;
+    let limit = page.limit.unwrap_or(DEFAULT_DELIVERIES);
+    if !(1..=MAX_DELIVERIES).contains(&limit) {
+        return Err(ApiError::invalid_parameter(
+            "limit",
+            format!("limit is between 1 and {MAX_DELIVERIES}"),
+        ));
+    }
+    let before = page
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            cursor
+                .split_once('.')
+                .and_then(|(position, attempt)| {
+                    Some((position.parse().ok()?, attempt.parse().ok()?))
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "cursor",
+                        "cursor is a next_cursor this endpoint answered",
+                    )
+                })
+        })
+        .transpose()?;
+    if state.store.webhook(&workspace, id).await?.is_none() {
+        return Err(no_webhook(id));
+    }
+    let items = state.store.delivery_attempts(id, before, limit).await?;
+    let next_cursor = match items.last() {
+        Some(last) if items.len() == limit as usize => {
+            Some(format!("{}.{}", last.position, last.attempt))
+        }
+        _ => None,
+    };
+    Ok(Json(DeliveriesAnswer { items, next_cursor }))
+}
+
+/// Returns `t=UNIX,v1=HEX`, HEX being the lowercase hex HMAC-SHA256 of `UNIX.BODY` under the
+/// secret.
+fn signature(secret: &str, unix_time: i64, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(unix_time.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest: [u8; 32] = mac.finalize().into_bytes().into();
+    format!(
+        "t={unix_time},v1={}",
+        chronicle_domain::merkle::to_hex(&digest)
+    )
+}
+
+/// Delivers to every active webhook until the server stops: one task per webhook, started
+/// and stopped as webhooks are created, deleted, paused and resumed.
+pub(crate) async fn deliver_webhooks(state: AppState) {
+    let config = &state.config.webhooks;
+    let client = match reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        // A redirect is an answer that is not 2xx, not a new target.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(error = %error, "webhook delivery cannot start: no HTTP client");
+            return;
+        }
+    };
+    let mut stopping = state.stopping.subscribe();
+    let mut tasks = JoinSet::new();
+    let mut running: HashMap<Uuid, AbortHandle> = HashMap::new();
+    let mut failed_listings = 0;
+    loop {
+        let relist_after = match state.store.active_webhook_ids().await {
+            Ok(active) => {
+                failed_listings = 0;
+                let active: HashSet<Uuid> = active.into_iter().collect();
+                running.retain(|id, task| {
+                    let keep = active.contains(id);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for id in active {
+                    running.entry(id).or_insert_with(|| {
+                        let delivery = WebhookDelivery {
+                            store: state.store.clone(),
+                            config: state.config.webhooks.clone(),
+                            client: client.clone(),
+                            id,
+                        };
+                        tasks.spawn(delivery.run())
+                    });
+                }
+                None
+            }
+            Err(error) => {
+                failed_listings += 1;
+                tracing::warn!(error = %error, "cannot list webhooks; trying again");
+                Some(config.next_retry_delay(failed_listings))
+            }
+        };
+        tokio::select! {
+            _ = state.webhooks_changed.notified() => {}
+            Some(ended) = tasks.join_next_with_id() => {
+                let task = match ended {
+                    Ok((task, ())) => task,
+                    Err(error) => {
+                        if error.is_panic() {
+                            tracing::error!(error = %error, "a webhook delivery task panicked");
+                        }
+                        error.id()
+                    }
+                };
+                running.retain(|_, handle| handle.id() != task);
+            }
+            _ = tokio::time::sleep(relist_after.unwrap_or_default()), if relist_after.is_some() => {}
+            changed = stopping.changed() => {
+                if changed.is_err() || *stopping.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    // An attempt cut short here is made again after the restart: at least once.
+    tasks.shutdown().await;
+    tracing::info!("webhook delivery stopped");
+}
+
+/// Delivery to one webhook.
+struct WebhookDelivery {
+    store: Store,
+    config: WebhookConfig,
+    client: reqwest::Client,
+    id: Uuid,
+}
+
+/// How delivering one event ended.
+enum Outcome {
+    Delivered,
+    /// The webhook was deleted or paused: its task ends.
+    Stopped,
+}
+
+impl WebhookDelivery {
+    /// Delivers until the webhook is deleted or paused; a store failure is retried with
+    /// backoff from the last acknowledged event.
+    async fn run(self) {
+        let mut failures = 0;
+        loop {
+            match self.follow().await {
+                Ok(()) => return,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(webhook = %self.id, error = %error, "webhook delivery failed; trying again");
+                    tokio::time::sleep(self.config.next_retry_delay(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the workspace's events after the cursor page by page, delivering the wanted ones,
+    /// and waits on the head watch when caught up. Returns when the webhook is gone or paused.
+    async fn follow(&self) -> Result<(), StoreError> {
+        let Some(target) = self.store.delivery_target(self.id).await? else {
+            return Ok(());
+        };
+        let workspace = target.webhook.workspace;
+        let types = TypeFilter::parse(target.webhook.types.iter().map(String::as_str))
+            .map_err(StoreError::Unreadable)?;
+        let mut head = self.store.subscribe_head();
+        // Every event of the workspace up to here is delivered or unwanted.
+        let mut scanned = target.webhook.cursor;
+        loop {
+            // Each commit after this marks the watch changed, so none is missed while reading.
+            let seen = head.borrow_and_update().position;
+            if seen > scanned {
+                let events = self
+                    .store
+                    .read_workspace(&workspace, scanned, PAGE_SIZE)
+                    .await?;
+                let full_page = events.len() == PAGE_SIZE as usize;
+                let mut skipped = None;
+                for event in &events {
+                    if types.matches(&event.event_type) {
+                        if let Outcome::Stopped = self.deliver(event).await? {
+                            return Ok(());
+                        }
+                        skipped = None;
+                    } else {
+                        skipped = Some(event.position);
+                    }
+                    scanned = event.position;
+                }
+                if let Some(position) = skipped {
+                    self.store.advance_webhook_cursor(self.id, position).await?;
+                }
+                if full_page {
+                    continue;
+                }
+                // A short page holds every event of the workspace up to `seen`.
+                scanned = scanned.max(seen);
+            }
+            if head.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Delivers one event until the receiver acknowledges it with a 2xx, recording every
+    /// attempt; pauses the webhook after `max_attempts`.
+    async fn deliver(&self, event: &RecordedEvent) -> Result<Outcome, StoreError> {
+        // The recorded event exactly as `GET /v1/events/ID` answers it.
+        let body = Bytes::from(serde_json::to_vec(event).expect("a recorded event serialises"));
+        let mut attempt = self
+            .store
+            .last_delivery_attempt(self.id, event.position)
+            .await?
+            + 1;
+        loop {
+            // Read before every attempt, so nothing is sent once the webhook is deleted.
+            let Some(target) = self.store.delivery_target(self.id).await? else {
+                return Ok(Outcome::Stopped);
+            };
+            let started_at = OffsetDateTime::now_utc();
+            let started = Instant::now();
+            let answer = self
+                .client
+                .post(&target.webhook.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    SIGNATURE_HEADER,
+                    signature(target.secret.expose(), started_at.unix_timestamp(), &body),
+                )
+                .body(body.clone())
+                .send()
+                .await;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            let (status_code, error) = match answer {
+                Ok(response) => (Some(response.status().as_u16()), None),
+                Err(error) => (None, Some(describe(&error))),
+            };
+            let delivered = status_code.is_some_and(|code| (200..300).contains(&code));
+            let paused = !delivered && attempt >= self.config.max_attempts;
+            let retry_after =
+                (!delivered && !paused).then(|| self.config.next_retry_delay(attempt));
+            let record = DeliveryAttempt {
+                position: event.position,
+                attempt,
+                at: format_timestamp(started_at),
+                status_code,
+                error,
+                duration_ms,
+                next_attempt_at: retry_after
+                    .map(|delay| format_timestamp(OffsetDateTime::now_utc() + delay)),
+            };
+            self.store
+                .record_delivery_attempt(self.id, &record, delivered)
+                .await?;
+            if delivered {
+                return Ok(Outcome::Delivered);
+            }
+            if paused {
+                let at = format_timestamp(OffsetDateTime::now_utc());
+                self.store.pause_webhook(self.id, &at).await?;
+                tracing::warn!(
+                    webhook = %self.id,
+                    position = event.position,
+                    attempts = attempt,
+                    "webhook paused: the receiver kept failing"
+                );
+                return Ok(Outcome::Stopped);
+            }
+            tracing::debug!(webhook = %self.id, position = event.position, attempt, status_code, "delivery failed; retrying");
+            tokio::time::sleep(retry_after.unwrap_or_default()).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// A transport error and its causes, without the URL (the receiver's URL is already known).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{WebhookConfig, signature};
+
+    #[test]
+    fn retry_delays_double_with_jitter_up_to_the_cap() {
+        let config = WebhookConfig {
+            retry_base: Duration::from_millis(100),
+            retry_cap: Duration::from_secs(1),
+            ..WebhookConfig::default()
+        };
+        assert_eq!(config.retry_delay(1, 1.0), Duration::from_millis(100));
+        assert_eq!(config.retry_delay(1, 0.0), Duration::from_millis(50));
+        assert_eq!(config.retry_delay(3, 1.0), Duration::from_millis(400));
+        assert_eq!(config.retry_delay(5, 1.0), Duration::from_secs(1));
+        assert_eq!(
+            config.retry_delay(u32::MAX, 0.0),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn allow_lists_match_hosts_and_subdomains() {
+        let config = WebhookConfig {
+            allowed_hosts: Some(vec!["siem.example.com".into(), "*.hooks.test".into()]),
+            ..WebhookConfig::default()
+        };
+        assert!(config.allows_host("siem.example.com"));
+        assert!(config.allows_host("SIEM.example.com"));
+        assert!(config.allows_host("a.hooks.test"));
+        assert!(!config.allows_host("hooks.test"));
+        assert!(!config.allows_host("evilhooks.test"));
+        assert!(!config.allows_host("example.com"));
+        assert!(WebhookConfig::default().allows_host("10.0.0.1"));
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_time_dot_body() {
+        // HMAC-SHA256 of "1700000000.{}" under "a-secret-of-16-chars", computed independently.
+        assert_eq!(
+            signature("a-secret-of-16-chars", 1_700_000_000, b"{}"),
+            "t=1700000000,v1=00f65c9cbace71d62f0d6d0b3f2f1d97febd1ee13637b07b6a76c1d5b9370288"
+        );
+    }
+}
