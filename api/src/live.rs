@@ -169,11 +169,10 @@ impl Follower {
                     .read_workspace(&self.workspace, self.position, self.page_size)
                     .await?;
                 let full_page = events.len() == self.page_size as usize;
-                self.position = match events.last() {
-                    Some(last) if full_page => last.position,
-                    // A short page holds every event of the workspace up to `head`.
-                    _ => head,
-                };
+                let last = events.last().map_or(self.position, |event| event.position);
+                // A short page holds every event of the workspace up to `head` (and perhaps some
+                // committed since).
+                self.position = if full_page { last } else { last.max(head) };
                 let filter = &self.filter;
                 self.page.extend(
                     events

@@ -412,7 +412,8 @@ pub(crate) async fn deliver_webhooks(state: AppState) {
     let mut tasks = JoinSet::new();
     let mut running: HashMap<Uuid, AbortHandle> = HashMap::new();
     let mut failed_listings = 0;
-    loop {
+    // Checked before each wait: a shutdown may come before this task first runs.
+    while !*stopping.borrow_and_update() {
         let relist_after = match state.store.active_webhook_ids().await {
             Ok(active) => {
                 failed_listings = 0;
@@ -459,7 +460,7 @@ pub(crate) async fn deliver_webhooks(state: AppState) {
             }
             _ = tokio::time::sleep(relist_after.unwrap_or_default()), if relist_after.is_some() => {}
             changed = stopping.changed() => {
-                if changed.is_err() || *stopping.borrow() {
+                if changed.is_err() {
                     break;
                 }
             }

@@ -54,6 +54,7 @@ fn appends(c: &mut Criterion) {
         })
     });
 
+
     let mut bare = runtime.block_on(async {
         let mut connection = SqliteConnectOptions::from_str("sqlite://")
             .unwrap()
@@ -117,6 +118,33 @@ fn appends(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Four producers, each sending 1,000-event batches: group commit carries several per fsync.
+    let producers = 4;
+    let mut grouped = c.benchmark_group("append_batch_1000_4_producers");
+    grouped.throughput(Throughput::Elements((BATCH * producers) as u64));
+    grouped.sample_size(30).measurement_time(Duration::from_secs(15));
+    grouped.bench_function("chronicle_store", |b| {
+        b.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iterations {
+                let batches: Vec<_> = (0..producers).map(|_| pool.next_batch(BATCH)).collect();
+                let started = Instant::now();
+                runtime.block_on(async {
+                    let appends = batches.into_iter().map(|batch| {
+                        let store = store.clone();
+                        tokio::spawn(async move { store.append(batch).await.unwrap() })
+                    });
+                    for append in appends.collect::<Vec<_>>() {
+                        append.await.unwrap();
+                    }
+                });
+                elapsed += started.elapsed();
+            }
+            elapsed
+        })
+    });
+    grouped.finish();
 }
 
 criterion_group!(benches, appends);

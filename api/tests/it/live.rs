@@ -20,7 +20,7 @@ const GUARD: Duration = Duration::from_secs(20);
 /// A `member.suspended` event: a type outside `machine.*`.
 fn suspended(workspace: &str, member: &str) -> Value {
     json!({
-        "stream": format!("member-{member}"),
+        "stream": format!("member-{workspace}:{member}"),
         "type": "member.suspended",
         "workspace": workspace,
         "occurred_at": "2026-11-24T03:50:26.123Z",
@@ -84,19 +84,21 @@ impl SseReader {
                     event: None,
                     data: String::new(),
                 };
-                for line in block.lines() {
+                for line in block.lines().filter(|line| !line.is_empty()) {
                     let (name, value) = line.split_once(':').unwrap_or((line, ""));
                     let value = value.strip_prefix(' ').unwrap_or(value);
                     match name {
                         "id" => message.id = Some(value.to_owned()),
                         "event" => message.event = Some(value.to_owned()),
                         "data" => message.data.push_str(value),
-                        other => panic!("unexpected SSE field {other}"),
+                        other => panic!("unexpected SSE field {other:?} in {block:?}"),
                     }
                 }
                 return Some(Block::Message(message));
             }
-            let chunk = timeout(GUARD, self.body.next()).await.expect("no SSE data in time")?;
+            let chunk = timeout(GUARD, self.body.next())
+                .await
+                .expect("no SSE data in time")?;
             self.buffer
                 .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         }
@@ -167,20 +169,27 @@ async fn interleaved_history(app: &TestApp, rounds: usize) {
 async fn catch_up_from_any_position_then_live_events_of_the_workspace_only() {
     let app = TestApp::spawn().await;
     interleaved_history(&app, 15).await;
-    let log = app.read_all().await;
     let head = app.head().await;
 
     // From every position: exactly the workspace's events after it, then the next live one.
     for after in [0, 1, 2, 3, 7, 30, head - 2, head - 1, head] {
-        let mut reader =
-            SseReader::open(&app, &format!("/v1/workspaces/ws_a/live?after={after}"), None).await;
+        let log = app.read_all().await;
+        let mut reader = SseReader::open(
+            &app,
+            &format!("/v1/workspaces/ws_a/live?after={after}"),
+            None,
+        )
+        .await;
         let catch_up = expected(&log, "ws_a", after, |_| true);
         assert_eq!(reader.take(catch_up.len()).await, catch_up, "after {after}");
 
         let other = append_one(&app, renamed("ws_b", "mch_x", "live")).await;
         let live = append_one(&app, renamed("ws_a", "mch_x", "live")).await;
         let next = reader.next_event().await;
-        assert_eq!(next, live, "after {after}: the next event is the live one, not {other}");
+        assert_eq!(
+            next, live,
+            "after {after}: the next event is the live one, not {other}"
+        );
     }
 }
 
@@ -201,7 +210,11 @@ async fn last_event_id_resumes_with_nothing_lost_or_repeated() {
     let missed = expected(&log, "ws_a", last_seen, |_| true);
     assert_eq!(reader.take(missed.len()).await, missed);
     let sentinel = append_one(&app, renamed("ws_a", "mch_s", "sentinel")).await;
-    assert_eq!(reader.next_event().await, sentinel, "nothing is repeated before the sentinel");
+    assert_eq!(
+        reader.next_event().await,
+        sentinel,
+        "nothing is repeated before the sentinel"
+    );
 
     let mut all: Vec<Value> = first;
     all.extend(missed);
@@ -216,7 +229,8 @@ async fn types_filter_by_exact_type_and_prefix() {
     interleaved_history(&app, 6).await;
     let log = app.read_all().await;
 
-    let mut machines = SseReader::open(&app, "/v1/workspaces/ws_a/live?types=machine.*", None).await;
+    let mut machines =
+        SseReader::open(&app, "/v1/workspaces/ws_a/live?types=machine.*", None).await;
     let wanted = expected(&log, "ws_a", 0, |kind| kind.starts_with("machine."));
     assert_eq!(machines.take(wanted.len()).await, wanted);
 
@@ -270,7 +284,8 @@ async fn bad_parameters_are_refused_in_the_contract_shape() {
 
 #[tokio::test]
 async fn an_unknown_workspace_streams_nothing_until_its_first_event() {
-    let app = TestApp::spawn_with(|config| config.live.keep_alive = Duration::from_millis(20)).await;
+    let app =
+        TestApp::spawn_with(|config| config.live.keep_alive = Duration::from_millis(20)).await;
     interleaved_history(&app, 2).await;
     let mut reader = SseReader::open(&app, "/v1/workspaces/ws_new/live", None).await;
     append_one(&app, renamed("ws_a", "mch_1", "web-09")).await;
@@ -294,7 +309,13 @@ async fn a_client_that_stops_reading_slows_neither_appends_nor_others() {
     let appends = async {
         for batch in 0..batches {
             let events = (0..per_batch)
-                .map(|i| renamed("ws_a", &format!("mch_{}", i % 7), &format!("web-{batch}-{i}")))
+                .map(|i| {
+                    renamed(
+                        "ws_a",
+                        &format!("mch_{}", i % 7),
+                        &format!("web-{batch}-{i}"),
+                    )
+                })
                 .collect();
             let (status, answer) = app.append(events).await;
             assert_eq!(status, StatusCode::OK, "{answer}");
@@ -302,9 +323,14 @@ async fn a_client_that_stops_reading_slows_neither_appends_nor_others() {
     };
     let readers = async {
         let events = reading.take(batches * per_batch).await;
-        assert!(events.windows(2).all(|w| w[1]["position"].as_u64() > w[0]["position"].as_u64()));
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[1]["position"].as_u64() > w[0]["position"].as_u64())
+        );
     };
-    timeout(GUARD, async { tokio::join!(appends, readers) })
+    // 20,000 events through an unoptimised test build take seconds; the guard only stops a hang.
+    timeout(GUARD * 3, async { tokio::join!(appends, readers) })
         .await
         .expect("appends and the reading client finish while one client stalls");
 
@@ -321,7 +347,9 @@ async fn shutdown_ends_open_streams() {
     interleaved_history(&app, 1).await;
     let mut reader = SseReader::open(&app, "/v1/workspaces/ws_a/live", None).await;
     reader.take(3).await;
-    timeout(GUARD, app.stop()).await.expect("the server stops with a stream open");
+    timeout(GUARD, app.stop())
+        .await
+        .expect("the server stops with a stream open");
     assert!(reader.next_message().await.is_none());
 }
 
@@ -331,7 +359,10 @@ async fn websocket_sends_the_same_catch_up_and_live_events() {
     interleaved_history(&app, 4).await;
     let log = app.read_all().await;
 
-    let url = format!("ws://{}/v1/workspaces/ws_a/live/ws?after=3&types=machine.*", app.address);
+    let url = format!(
+        "ws://{}/v1/workspaces/ws_a/live/ws?after=3&types=machine.*",
+        app.address
+    );
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert(
         "authorization",
@@ -339,7 +370,12 @@ async fn websocket_sends_the_same_catch_up_and_live_events() {
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut next = async || loop {
-        match timeout(GUARD, socket.next()).await.unwrap().unwrap().unwrap() {
+        match timeout(GUARD, socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             Message::Text(text) => return serde_json::from_str::<Value>(&text).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected message {other:?}"),
