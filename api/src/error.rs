@@ -4,7 +4,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chronicle_store::{ErrorKind, StoreError};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// An error as the API answers it: a status, a snake_case code, a message, and details.
 #[derive(Debug)]
@@ -128,13 +129,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every error answer: `{"error": {"code", "message", …details}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a snake_case code, a message, and details such as `index`, `field`,
+/// `parameter`, `stream`, `expected`, `actual`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(flatten)]
+    #[schema(additional_properties)]
+    pub details: Map<String, Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("code".into(), json!(self.code));
-        body.insert("message".into(), json!(self.message));
-        body.extend(self.details);
-        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {

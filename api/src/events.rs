@@ -12,18 +12,24 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 
 /// Bodies larger than this are parsed and validated off the async workers.
 const INLINE_VALIDATION_BYTES: usize = 64 * 1024;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AppendAnswer {
     events: Vec<Appended>,
 }
 
 /// `POST /v1/events`: appends one atomic batch.
+#[utoipa::path(post, path = "/v1/events", tag = "log", request_body = Object,
+    description = "Appends one atomic batch of at most 10,000 events and 16 MiB (scope `append`).",
+    responses((status = 200, description = "Where each event landed, in order", body = AppendAnswer),
+        (status = 409, description = "wrong_expected_version or duplicate_event_id", body = ErrorBody),
+        (status = 413, description = "batch_too_large", body = ErrorBody),
+        (status = 503, description = "The store cannot take writes now", body = ErrorBody), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn append(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -117,14 +123,15 @@ fn prepare_batch(body: &[u8], max_events: usize) -> Result<Vec<PreparedEvent>, A
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogPage {
     #[serde(default)]
     after: u64,
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct LogAnswer {
     events: Vec<RecordedEvent>,
     next: u64,
@@ -154,6 +161,9 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 }
 
 /// `GET /v1/events?after=P&limit=N`: the log after P.
+#[utoipa::path(get, path = "/v1/events", tag = "log", params(LogPage),
+    description = "The log after a position (scope `admin`).",
+    responses((status = 200, body = LogAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn read_log(
     State(state): State<AppState>,
     page: Result<Query<LogPage>, QueryRejection>,
@@ -166,6 +176,9 @@ pub(crate) async fn read_log(
 }
 
 /// `GET /v1/events/ID`.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "log", params(("id" = String, Path, description = "The event id (UUID)")),
+    description = "One recorded event (scope `admin`).",
+    responses((status = 200, body = RecordedEvent), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn read_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -178,7 +191,8 @@ pub(crate) async fn read_event(
         .ok_or_else(|| ApiError::not_found(format!("no event has id {id}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamPage {
     from_version: Option<u64>,
     limit: Option<u32>,
@@ -186,7 +200,7 @@ pub(crate) struct StreamPage {
     direction: StreamDirection,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum StreamDirection {
     #[default]
@@ -194,7 +208,7 @@ enum StreamDirection {
     Backward,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct StreamAnswer {
     stream: String,
     events: Vec<RecordedEvent>,
@@ -203,6 +217,9 @@ pub(crate) struct StreamAnswer {
 }
 
 /// `GET /v1/streams/STREAM?from_version=V&limit=N&direction=forward|backward`.
+#[utoipa::path(get, path = "/v1/streams/{stream}", tag = "log", params(("stream" = String, Path), StreamPage),
+    description = "One stream forward or backward (scope `admin`).",
+    responses((status = 200, body = StreamAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn read_stream(
     State(state): State<AppState>,
     Path(stream): Path<String>,
@@ -245,6 +262,8 @@ pub(crate) async fn read_stream(
 }
 
 /// `GET /v1/head`.
+#[utoipa::path(get, path = "/v1/head", tag = "log", description = "The newest event's position and time (scope `admin`).",
+    responses((status = 200, body = Head), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn head(State(state): State<AppState>) -> Json<Head> {
     Json(state.store.head())
 }

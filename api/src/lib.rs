@@ -26,6 +26,7 @@ mod events;
 mod integrity;
 mod live;
 mod observability;
+mod openapi;
 mod server;
 mod tokens;
 mod webhooks;

@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -19,14 +18,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chronicle_domain::RecordedEvent;
 use chronicle_store::{Head, Store, StoreError};
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
 use crate::server::AppState;
 
@@ -47,13 +45,6 @@ impl Default for LiveConfig {
             page_size: 500,
         }
     }
-}
-
-/// The live routes, relative to `/v1`.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces/{workspace}/live", get(server_sent_events))
-        .route("/workspaces/{workspace}/live/ws", get(websocket))
 }
 
 /// Event types to keep: exact types and `prefix.*` patterns; `*` alone keeps every type.
@@ -193,7 +184,8 @@ impl Follower {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LiveQuery {
     after: Option<String>,
     types: Option<String>,
@@ -247,6 +239,10 @@ fn follower(
 }
 
 /// `GET /v1/workspaces/WS/live?after=P&types=…`: the workspace's events as Server-Sent Events.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/live", tag = "live", params(("workspace" = String, Path), LiveQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position; wins over `after`")),
+    description = "The workspace's events as Server-Sent Events: catch-up, then live (scope `read`).",
+    responses((status = 200, description = "`id: POSITION`, `event: TYPE`, `data: <recorded event>` per message", content_type = "text/event-stream", body = String), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn server_sent_events(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
@@ -282,6 +278,9 @@ fn recorded_json(event: &RecordedEvent) -> String {
 }
 
 /// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/live/ws", tag = "live", params(("workspace" = String, Path), LiveQuery),
+    description = "The same events as WebSocket text messages (scope `read`).",
+    responses((status = 101, description = "Switching to WebSocket"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn websocket(
     State(state): State<AppState>,
     Path(workspace): Path<String>,

@@ -19,7 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
 use crate::live::LiveConfig;
 use crate::webhooks::WebhookConfig;
-use crate::{error::ApiError, events, integrity, live, observability, tokens, webhooks};
+use crate::{error::ApiError, events, integrity, live, observability, openapi, tokens, webhooks};
 
 /// What the server needs to know; the binary builds it from flags and environment.
 #[derive(Debug, Clone)]
@@ -126,13 +126,39 @@ pub fn router(state: AppState) -> Router {
             "/workspaces/{workspace}/proofs/consistency",
             scoped(Read, get(integrity::workspace_consistency)),
         )
-        .merge(live::routes())
-        .merge(webhooks::routes())
+        .route(
+            "/workspaces/{workspace}/live",
+            scoped(Read, get(live::server_sent_events)),
+        )
+        .route(
+            "/workspaces/{workspace}/live/ws",
+            scoped(Read, get(live::websocket)),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks",
+            scoped(
+                Admin,
+                post(webhooks::create_webhook).get(webhooks::list_webhooks),
+            ),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}",
+            scoped(Admin, delete(webhooks::delete_webhook)),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}/resume",
+            scoped(Admin, post(webhooks::resume_webhook)),
+        )
+        .route(
+            "/workspaces/{workspace}/webhooks/{id}/deliveries",
+            scoped(Admin, get(webhooks::list_deliveries)),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let router = Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/readyz", get(ready))
         .route("/metrics", get(observability::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -150,8 +176,20 @@ pub fn router(state: AppState) -> Router {
     observability::with_request_ids(router)
 }
 
-/// Ready once the store answers reads.
-async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: ready once the store answers reads.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "`{\"status\": \"ready\", \"position\": P}`", body = Object),
+        (status = 503, description = "The store does not answer", body = crate::error::ErrorBody)))]
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.read_all(0, 1).await?;
     Ok(Json(
         json!({"status": "ready", "position": state.store.head().position}),

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::auth::token_hash;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 
 /// Characters of the value kept to recognise a token in lists.
 const PREFIX_LENGTH: usize = 12;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
     name: String,
@@ -30,14 +30,14 @@ pub(crate) struct CreateToken {
 }
 
 /// The answer to a creation: the record and, this once, the value.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CreatedToken {
     #[serde(flatten)]
     record: TokenRecord,
     token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenList {
     items: Vec<TokenRecord>,
 }
@@ -124,6 +124,9 @@ pub fn new_token(
 }
 
 /// `POST /v1/tokens` (admin): answers the token once.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateToken,
+    description = "Creates a token; its value is in this answer only (scope `admin`, bound to no workspace).",
+    responses((status = 201, body = CreatedToken), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateToken>, JsonRejection>,
@@ -149,6 +152,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/tokens` (admin): every token, without values.
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", description = "Every token, never their values (scope `admin`).",
+    responses((status = 200, body = TokenList), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
     Ok(Json(TokenList {
         items: state.store.list_tokens().await?,
@@ -156,6 +161,9 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<TokenList
 }
 
 /// `DELETE /v1/tokens/ID` (admin): revokes at once; answers the revoked record.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    description = "Revokes a token at once (scope `admin`).",
+    responses((status = 200, body = TokenRecord), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,

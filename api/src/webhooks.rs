@@ -12,12 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use chronicle_domain::{RecordedEvent, format_timestamp};
 use chronicle_store::{DeliveryAttempt, NewWebhook, Store, StoreError, Webhook, WebhookSecret};
 use hmac::{Hmac, Mac};
@@ -29,7 +27,7 @@ use time::OffsetDateTime;
 use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
 use crate::live::TypeFilter;
 use crate::server::AppState;
@@ -104,29 +102,8 @@ impl WebhookConfig {
     }
 }
 
-/// The webhook routes, relative to `/v1`.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/workspaces/{workspace}/webhooks",
-            post(create_webhook).get(list_webhooks),
-        )
-        .route(
-            "/workspaces/{workspace}/webhooks/{id}",
-            delete(delete_webhook),
-        )
-        .route(
-            "/workspaces/{workspace}/webhooks/{id}/resume",
-            post(resume_webhook),
-        )
-        .route(
-            "/workspaces/{workspace}/webhooks/{id}/deliveries",
-            get(list_deliveries),
-        )
-}
-
 /// A webhook as answered: never its secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct WebhookAnswer {
     #[serde(flatten)]
     webhook: Webhook,
@@ -234,6 +211,9 @@ fn parse_webhook_request(body: &[u8], config: &WebhookConfig) -> Result<WebhookR
 
 /// `POST /v1/workspaces/WS/webhooks` with `{"url", "secret", "types", "after"?}`: delivery
 /// starts after position `after`, by default after the newest event.
+#[utoipa::path(post, path = "/v1/workspaces/{workspace}/webhooks", tag = "webhooks", params(("workspace" = String, Path)), request_body = Object,
+    description = "Creates a webhook `{\"url\", \"secret\", \"types\", \"after\"?}` (scope `admin`).",
+    responses((status = 201, body = WebhookAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn create_webhook(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
@@ -260,12 +240,15 @@ pub(crate) async fn create_webhook(
     Ok((StatusCode::CREATED, Json(webhook.into())))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct WebhookList {
     items: Vec<WebhookAnswer>,
 }
 
 /// `GET /v1/workspaces/WS/webhooks`.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/webhooks", tag = "webhooks", params(("workspace" = String, Path)),
+    description = "The workspace's webhooks, never their secrets (scope `admin`).",
+    responses((status = 200, body = WebhookList), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn list_webhooks(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
@@ -285,6 +268,9 @@ fn no_webhook(id: Uuid) -> ApiError {
 }
 
 /// `DELETE /v1/workspaces/WS/webhooks/ID`: nothing is delivered to it any more.
+#[utoipa::path(delete, path = "/v1/workspaces/{workspace}/webhooks/{id}", tag = "webhooks", params(("workspace" = String, Path), ("id" = String, Path)),
+    description = "Deletes a webhook (scope `admin`).",
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn delete_webhook(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
@@ -301,6 +287,9 @@ pub(crate) async fn delete_webhook(
 
 /// `POST /v1/workspaces/WS/webhooks/ID/resume`: delivery to a paused webhook starts again with
 /// the event it stopped at.
+#[utoipa::path(post, path = "/v1/workspaces/{workspace}/webhooks/{id}/resume", tag = "webhooks", params(("workspace" = String, Path), ("id" = String, Path)),
+    description = "Resumes a paused webhook (scope `admin`).",
+    responses((status = 200, body = WebhookAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn resume_webhook(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
@@ -315,13 +304,14 @@ pub(crate) async fn resume_webhook(
     Ok(Json(webhook.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeliveriesPage {
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeliveriesAnswer {
     items: Vec<DeliveryAttempt>,
     /// The `cursor` of the next (older) page, or null at the end.
@@ -333,6 +323,9 @@ const MAX_DELIVERIES: u32 = 1_000;
 
 /// `GET /v1/workspaces/WS/webhooks/ID/deliveries?limit=N&cursor=C`: every attempt, newest
 /// first.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/webhooks/{id}/deliveries", tag = "webhooks", params(("workspace" = String, Path), ("id" = String, Path), DeliveriesPage),
+    description = "Every delivery attempt, newest first (scope `admin`).",
+    responses((status = 200, body = DeliveriesAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn list_deliveries(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,

@@ -54,7 +54,6 @@ fn appends(c: &mut Criterion) {
         })
     });
 
-
     let mut bare = runtime.block_on(async {
         let mut connection = SqliteConnectOptions::from_str("sqlite://")
             .unwrap()
@@ -123,7 +122,9 @@ fn appends(c: &mut Criterion) {
     let producers = 4;
     let mut grouped = c.benchmark_group("append_batch_1000_4_producers");
     grouped.throughput(Throughput::Elements((BATCH * producers) as u64));
-    grouped.sample_size(30).measurement_time(Duration::from_secs(15));
+    grouped
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(15));
     grouped.bench_function("chronicle_store", |b| {
         b.iter_custom(|iterations| {
             let mut elapsed = Duration::ZERO;

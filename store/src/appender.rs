@@ -305,7 +305,11 @@ impl Appender {
         let mut workspace_nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
         for (row, (_, leaf)) in rows.iter().zip(&sealed) {
             debug_assert_eq!(log.size() + 1, row.place.position);
-            log_nodes.extend(log.push(*leaf).into_iter().filter(|(id, _)| trees::is_stored(*id)));
+            log_nodes.extend(
+                log.push(*leaf)
+                    .into_iter()
+                    .filter(|(id, _)| trees::is_stored(*id)),
+            );
             if let Some(workspace_id) = row.workspace_id {
                 let frontier = workspace_frontiers.entry(workspace_id).or_insert_with(|| {
                     self.workspace_frontiers

@@ -79,6 +79,34 @@ pub(crate) async fn read_stream(
     decode_rows(&rows)
 }
 
+/// Returns the events at these positions, in the order asked; positions past the log are
+/// skipped.
+pub(crate) async fn events_at(
+    pool: &SqlitePool,
+    positions: &[u64],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SELECT position, body, leaf_hash FROM events WHERE position IN (",
+    );
+    let mut list = query.separated(", ");
+    for &position in positions {
+        list.push_bind(position.min(i64::MAX as u64) as i64);
+    }
+    query.push(")");
+    let rows = query.build().fetch_all(pool).await?;
+    let mut found: std::collections::HashMap<u64, RecordedEvent> = decode_rows(&rows)?
+        .into_iter()
+        .map(|event| (event.position, event))
+        .collect();
+    Ok(positions
+        .iter()
+        .filter_map(|position| found.remove(position))
+        .collect())
+}
+
 pub(crate) async fn event_by_id(
     pool: &SqlitePool,
     id: Uuid,

@@ -55,6 +55,7 @@ impl StoreConfig {
 
 /// The newest committed event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Head {
     pub position: u64,
     pub recorded_at: Option<String>,
@@ -62,6 +63,7 @@ pub struct Head {
 
 /// Where one appended event landed, as `POST /v1/events` answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Appended {
     pub id: Uuid,
     pub position: u64,
@@ -220,6 +222,12 @@ impl Store {
         direction: Direction,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         reads::read_stream(&self.readers, stream, from_version, limit, direction).await
+    }
+
+    /// Returns the events at these log positions, in the order asked (at most a few thousand
+    /// at a time); positions past the log are skipped.
+    pub async fn events_at(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        reads::events_at(&self.readers, positions).await
     }
 
     /// Returns the event with this id, if it is recorded.

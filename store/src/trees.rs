@@ -57,21 +57,26 @@ pub struct TreeHead {
 
 /// `{"leaf_index", "tree_size", "leaf_hash", "hashes"}` as the contract answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InclusionProof {
     pub leaf_index: u64,
     pub tree_size: u64,
     #[serde(serialize_with = "hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub leaf_hash: Hash,
     #[serde(serialize_with = "hex_list")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub hashes: Vec<Hash>,
 }
 
 /// `{"from", "to", "hashes"}` as the contract answers it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsistencyProof {
     pub from: u64,
     pub to: u64,
     #[serde(serialize_with = "hex_list")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub hashes: Vec<Hash>,
 }
 
@@ -186,12 +191,16 @@ pub(crate) async fn node_hashes(
     }
     ids.iter()
         .map(|id| {
-            let missing = StoreError::MissingNode { level: id.level, index: id.index };
+            let missing = StoreError::MissingNode {
+                level: id.level,
+                index: id.index,
+            };
             if is_stored(*id) || id.level == 0 {
                 return found.get(id).copied().ok_or(missing);
             }
-            let under: Option<Vec<Hash>> =
-                (id.start()..id.end()).map(|leaf| found.get(&NodeId::new(0, leaf)).copied()).collect();
+            let under: Option<Vec<Hash>> = (id.start()..id.end())
+                .map(|leaf| found.get(&NodeId::new(0, leaf)).copied())
+                .collect();
             under.map(|leaves| merkle::root(&leaves)).ok_or(missing)
         })
         .collect()

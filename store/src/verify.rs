@@ -139,7 +139,12 @@ impl TreeCheck {
     ) -> Result<(), StoreError> {
         // Nodes below the stored levels are rebuilt from leaves whenever they are used; only
         // the stored ones can disagree.
-        for (node, hash) in self.frontier.push(leaf).into_iter().filter(|(node, _)| is_stored(*node)) {
+        for (node, hash) in self
+            .frontier
+            .push(leaf)
+            .into_iter()
+            .filter(|(node, _)| is_stored(*node))
+        {
             self.nodes_checked += 1;
             let (first, last) = (node.start() + 1, node.end());
             match self.stored_hash(connection, node).await? {
@@ -297,7 +302,9 @@ pub async fn verify_database(
         progress(report.events, total as u64);
     }
 
-    let expected_nodes: u64 = (LOWEST_STORED_LEVEL..64).map(|level| report.events >> level).sum();
+    let expected_nodes: u64 = (LOWEST_STORED_LEVEL..64)
+        .map(|level| report.events >> level)
+        .sum();
     let stored_nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM log_nodes")
         .fetch_one(&mut connection)
         .await?;

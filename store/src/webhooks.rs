@@ -16,6 +16,7 @@ use crate::store::Store;
 
 /// A webhook as the API shows it: everything but its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
     pub id: Uuid,
     pub workspace: String,
@@ -73,6 +74,7 @@ pub struct DeliveryTarget {
 
 /// One attempt to deliver one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttempt {
     pub position: u64,
     /// 1 for the first attempt at this event, counting on across restarts.

@@ -4,6 +4,7 @@ mod append;
 mod auth;
 mod integrity;
 mod live;
+mod openapi;
 mod read;
 mod support;
 mod webhooks;

@@ -41,7 +41,8 @@ impl TestApp {
         let directory = tempfile::tempdir().unwrap();
         let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
         edit(&mut config);
-        let (address, stop, task, store) = start(directory.path().join("chronicle.db"), config.clone()).await;
+        let (address, stop, task, store) =
+            start(directory.path().join("chronicle.db"), config.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -104,7 +105,13 @@ impl TestApp {
     }
 
     /// Sends a request with `token` (or none) and answers the status and the JSON body.
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -122,7 +129,20 @@ impl TestApp {
         let body = json!({"name": "test", "workspace": workspace, "scopes": scopes});
         let (status, created) = self.post_json("/v1/tokens", &body).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
-        (created["token"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned())
+        (
+            created["token"].as_str().unwrap().to_owned(),
+            created["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates a webhook in `workspace` with the admin token; answers its id.
+    pub async fn webhook(&self, workspace: &str) -> String {
+        let body = json!({"url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef", "types": ["machine.*"]});
+        let (status, created) = self
+            .post_json(&format!("/v1/workspaces/{workspace}/webhooks"), &body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -169,7 +189,10 @@ impl Drop for TestApp {
     }
 }
 
-async fn start(database: PathBuf, config: ApiConfig) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>, Store) {
+async fn start(
+    database: PathBuf,
+    config: ApiConfig,
+) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>, Store) {
     let key = database.with_file_name("signing-key");
     let (signer, _) = load_or_create_key_file(&key, "chronicle.test").unwrap();
     let store = Store::open(StoreConfig::new(database, signer))

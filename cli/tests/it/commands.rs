@@ -303,9 +303,15 @@ fn verify_finds_a_rewritten_event_with_its_hash_and_a_trimmed_log() {
     );
 
     // A stored tree node that does not follow from the events is named.
-    runtime.block_on(tamper(&database, "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 1"));
+    runtime.block_on(tamper(
+        &database,
+        "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 1",
+    ));
     let report = text(&run(&["verify", "--data", data.to_str().unwrap()]));
-    assert!(report.contains("log tree: the stored node over leaves 17–32 (level 4, index 1) differs"), "{report}");
+    assert!(
+        report.contains("log tree: the stored node over leaves 17–32 (level 4, index 1) differs"),
+        "{report}"
+    );
 
     // Removing the newest event contradicts the signed checkpoint.
     runtime.block_on(tamper(&database, "DELETE FROM events WHERE position = 64"));

@@ -1,0 +1,66 @@
+//! The audit of the audit: every search is itself recorded, as an `audit.searched` event in the
+//! workspace it read (stream `audit-<workspace>`).
+//!
+//! Producers may not send these types (the domain refuses them), so Chronicle builds the event
+//! itself, after checking its data against the catalogue like any other.
+
+use chronicle_domain::catalogue::parse_data;
+use chronicle_domain::{
+    Actor, Context, ExpectedVersion, NewEvent, PreparedEvent, format_timestamp,
+};
+use chronicle_store::{Appended, Store};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::SearchError;
+
+/// One answered search, to record.
+#[derive(Debug, Clone)]
+pub struct SearchRecord {
+    pub workspace: String,
+    /// The query as the caller wrote it.
+    pub query: String,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// How many events the search matched.
+    pub hits: u64,
+    /// Who asked: the token, or the operator's command line.
+    pub actor: Actor,
+    pub context: Context,
+}
+
+/// Appends the `audit.searched` event of a search that has been answered.
+pub async fn record_search(
+    store: &Store,
+    record: SearchRecord,
+    now: OffsetDateTime,
+) -> Result<Appended, SearchError> {
+    let mut data = Map::new();
+    data.insert("query".into(), json!(record.query));
+    if let Some(from) = record.from {
+        data.insert("from".into(), json!(format_timestamp(from)));
+    }
+    if let Some(to) = record.to {
+        data.insert("to".into(), json!(format_timestamp(to)));
+    }
+    data.insert("hits".into(), json!(record.hits));
+    let data = Value::Object(data);
+    parse_data("audit.searched", &data)
+        .map_err(|error| SearchError::Internal(format!("audit.searched data: {error}")))?;
+    let event = NewEvent {
+        id: Uuid::now_v7(),
+        stream: format!("audit-{}", record.workspace),
+        event_type: "audit.searched".into(),
+        workspace: Some(record.workspace),
+        occurred_at: format_timestamp(now),
+        actor: record.actor,
+        context: record.context,
+        data,
+        expected_version: ExpectedVersion::Any,
+    };
+    let mut appended = store.append(vec![PreparedEvent::new(event)]).await?;
+    appended
+        .pop()
+        .ok_or_else(|| SearchError::Internal("the store answered no place".into()))
+}
