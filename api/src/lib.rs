@@ -14,6 +14,8 @@
 //! - `events`: appending and reading the log.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
+//! - `search`: audit search over the `chronicle-search` index, each answered search recorded as
+//!   an `audit.searched` event.
 //! - `live`: a workspace's events live, as Server-Sent Events and over WebSocket.
 //! - `webhooks`: managing webhooks, and the worker that delivers events to them, signed, in
 //!   order, at least once.
@@ -27,6 +29,7 @@ mod integrity;
 mod live;
 mod observability;
 mod openapi;
+mod search;
 mod server;
 mod tokens;
 mod webhooks;

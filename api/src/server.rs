@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, middleware};
+use chronicle_search::{SearchConfig, SearchIndex};
 use chronicle_store::{Scope, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -19,7 +20,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
 use crate::live::LiveConfig;
 use crate::webhooks::WebhookConfig;
-use crate::{error::ApiError, events, integrity, live, observability, openapi, tokens, webhooks};
+use crate::{
+    error::ApiError, events, integrity, live, observability, openapi, search, tokens, webhooks,
+};
 
 /// What the server needs to know; the binary builds it from flags and environment.
 #[derive(Debug, Clone)]
@@ -35,6 +38,9 @@ pub struct ApiConfig {
     pub live: LiveConfig,
     /// Webhook delivery: retries, timeouts, allowed hosts.
     pub webhooks: WebhookConfig,
+    /// Audit search: where the index lives (in memory unless a directory is named) and how
+    /// often it commits.
+    pub search: SearchConfig,
 }
 
 impl ApiConfig {
@@ -51,6 +57,7 @@ impl ApiConfig {
             }),
             live: LiveConfig::default(),
             webhooks: WebhookConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -66,10 +73,12 @@ pub struct AppState {
     pub(crate) stopping: watch::Sender<bool>,
     /// Wakes the webhook worker when a webhook is created, deleted or resumed.
     pub(crate) webhooks_changed: Arc<Notify>,
+    /// The audit search index and its indexer.
+    pub(crate) search: SearchIndex,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: ApiConfig) -> AppState {
+    pub fn new(store: Store, search: SearchIndex, config: ApiConfig) -> AppState {
         let admin_token_hash = token_hash(&config.admin_token);
         let limiter = limiter(config.rate_limit);
         AppState {
@@ -79,6 +88,7 @@ impl AppState {
             limiter,
             stopping: watch::Sender::new(false),
             webhooks_changed: Arc::new(Notify::new()),
+            search,
         }
     }
 }
@@ -133,6 +143,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/workspaces/{workspace}/live/ws",
             scoped(Read, get(live::websocket)),
+        )
+        .route(
+            "/workspaces/{workspace}/audit",
+            scoped(Read, get(search::audit)),
         )
         .route(
             "/workspaces/{workspace}/webhooks",
@@ -211,13 +225,22 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds the configured address (port 0 picks a free port).
+    /// Binds the configured address (port 0 picks a free port) and opens the search index,
+    /// whose indexer starts following the log at once.
     pub async fn bind(store: Store, config: ApiConfig) -> std::io::Result<Application> {
         let listener = TcpListener::bind(config.listen).await?;
+        let search = SearchIndex::open(store.clone(), config.search.clone())
+            .await
+            .map_err(std::io::Error::other)?;
         Ok(Application {
             listener,
-            state: AppState::new(store, config),
+            state: AppState::new(store, search, config),
         })
+    }
+
+    /// Returns the audit search index this server answers from.
+    pub fn search_index(&self) -> SearchIndex {
+        self.state.search.clone()
     }
 
     /// Returns the address the server listens on.
@@ -234,23 +257,28 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let search = self.state.search.clone();
         let stopping = self.state.stopping.clone();
         let delivery = tokio::spawn(webhooks::deliver_webhooks(self.state.clone()));
         let app = router(self.state);
         let upkeep = tokio::spawn(observability::upkeep());
         let signal = stopping.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Live streams never end by themselves: tell them to, so in-flight requests finish.
-                signal.send_replace(true);
-            })
-            .await;
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Live streams never end by themselves: tell them to, so in-flight requests finish.
+            signal.send_replace(true);
+        })
+        .await;
         stopping.send_replace(true);
         if let Err(error) = delivery.await {
             tracing::error!(error = %error, "webhook delivery ended abnormally");
         }
         upkeep.abort();
+        search.shutdown().await;
         store.shutdown().await;
         served
     }

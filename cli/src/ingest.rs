@@ -75,10 +75,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let file =
         File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let (sink, _data) = match &args.url {
+    let (sink, _data) = match &args.remote.url {
         Some(url) => {
             let token = args
-                .token
+                .remote.token
                 .clone()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             (

@@ -54,11 +54,11 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             bundle.display()
         );
     }
-    let problems = match (&args.data, &args.url) {
+    let problems = match (&args.data, &args.remote.url) {
         (Some(data), None) => verify_data(data, args.key.as_deref()).await?,
         (None, Some(url)) => {
             let token = args
-                .token
+                .remote.token
                 .as_deref()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             verify_url(url, token, args.key.as_deref()).await?
@@ -278,10 +278,10 @@ impl Client {
 }
 
 pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
-    match &args.url {
+    match &args.remote.url {
         Some(url) => {
             let token = args
-                .token
+                .remote.token
                 .clone()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             let client = Client {

@@ -54,12 +54,8 @@ struct TokenArgs {
 struct TokenTarget {
     #[command(flatten)]
     storage: StorageArgs,
-    /// Manage the tokens of a running server instead of the data directory.
-    #[arg(long, env = "CHRONICLE_URL", global = true)]
-    url: Option<String>,
-    /// The admin token for --url.
-    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -100,14 +96,10 @@ struct VerifyArgs {
     /// An evidence bundle (zip) to verify offline.
     bundle: Option<PathBuf>,
     /// A data directory to verify (the server may be running).
-    #[arg(long, conflicts_with = "url")]
+    #[arg(long)]
     data: Option<PathBuf>,
-    /// A running server to verify through its API.
-    #[arg(long, env = "CHRONICLE_URL")]
-    url: Option<String>,
-    /// The bearer token for --url.
-    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// The log's public key (`NAME+KEYID+BASE64`, as GET /v1/public-key answers); default: the
     /// data directory's own key, or the server's.
     #[arg(long)]
@@ -118,15 +110,22 @@ struct VerifyArgs {
 struct CheckpointArgs {
     #[command(flatten)]
     storage: StorageArgs,
-    /// Ask a running server instead of opening the data directory.
-    #[arg(long, env = "CHRONICLE_URL")]
-    url: Option<String>,
-    /// The bearer token for --url.
-    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Also print this workspace's checkpoint (repeatable).
     #[arg(long)]
     workspace: Vec<String>,
+}
+
+/// A running server to talk to instead of the data directory.
+#[derive(Debug, Clone, Args)]
+struct RemoteArgs {
+    /// The server's URL, e.g. http://127.0.0.1:7700 (instead of opening the data directory).
+    #[arg(long, env = "CHRONICLE_URL", global = true)]
+    url: Option<String>,
+    /// The bearer token for --url.
+    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
 }
 
 /// Where Chronicle keeps its data.
@@ -191,12 +190,8 @@ struct IngestArgs {
     file: PathBuf,
     #[command(flatten)]
     storage: StorageArgs,
-    /// Append through a running server at this URL instead of opening the data directory.
-    #[arg(long, env = "CHRONICLE_URL")]
-    url: Option<String>,
-    /// The bearer token for --url (an admin or append token).
-    #[arg(long, env = "CHRONICLE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Events per atomic batch.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,

@@ -22,10 +22,10 @@ enum Target {
 
 impl Target {
     async fn open(target: &TokenTarget) -> anyhow::Result<(Target, Option<DataDir>)> {
-        match &target.url {
+        match &target.remote.url {
             Some(url) => {
                 let token = target
-                    .token
+                    .remote.token
                     .clone()
                     .context("--url needs an admin token: pass --token or set CHRONICLE_TOKEN")?;
                 let url = url.trim_end_matches('/').to_owned();

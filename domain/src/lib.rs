@@ -7,6 +7,7 @@
 //!   event's `data` into them.
 //! - [`canonical`]: RFC 8785 (JCS) canonical encoding and the RFC 9162 leaf hash.
 //! - [`merkle`]: RFC 9162 Merkle tree math and proof checking.
+//! - [`models`]: the read models the cabinet queries, each a pure fold over recorded events.
 //!
 //! This crate does no IO, reads no clock and knows nothing of tokio, sqlx, axum, tantivy or
 //! arrow: callers hand it times and ids. CI checks that with `cargo tree`.
@@ -15,6 +16,7 @@ pub mod canonical;
 pub mod catalogue;
 pub mod envelope;
 pub mod merkle;
+pub mod models;
 
 pub use canonical::{LeafHash, canonical_json, leaf_hash};
 pub use envelope::{

@@ -97,6 +97,7 @@ pub struct Store {
     head: watch::Receiver<Head>,
     appender: Arc<Mutex<Option<JoinHandle<()>>>>,
     verifier_key: Arc<str>,
+    database_path: Arc<std::path::Path>,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +148,7 @@ impl Store {
             .await?;
 
         let verifier_key = Arc::from(config.signer.verifier_key());
+        let database_path = Arc::from(config.database_path.as_path());
         let signing = Signing {
             signer: config.signer,
             origin: config.origin,
@@ -162,6 +164,7 @@ impl Store {
             head,
             appender: Arc::new(Mutex::new(Some(task))),
             verifier_key,
+            database_path,
         })
     }
 
@@ -289,6 +292,12 @@ impl Store {
     /// Returns the note verifier key of the checkpoint signer: `NAME+KEYID+BASE64`.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
+    }
+
+    /// Returns the SQLite database file, for the tables kept beside the log by other crates
+    /// (the read models) through connections of their own.
+    pub fn database_path(&self) -> &std::path::Path {
+        &self.database_path
     }
 
     /// Stops taking appends, finishes every append already queued, and waits for the appender.

@@ -80,6 +80,12 @@ fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/v1/workspaces/{ws}/audit?q=type:machine.*",
+            Workspace(Read),
+            None,
+        ),
+        route(
+            Method::GET,
             "/v1/workspaces/{ws}/proofs/inclusion?seq=1",
             Workspace(Read),
             None,

@@ -6,5 +6,6 @@ mod integrity;
 mod live;
 mod openapi;
 mod read;
+mod search;
 mod support;
 mod webhooks;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chronicle_api::{ApiConfig, Application};
+use chronicle_search::SearchIndex;
 use chronicle_store::checkpoint::load_or_create_key_file;
 use chronicle_store::{Store, StoreConfig};
 use reqwest::StatusCode;
@@ -18,6 +19,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's store, for what no route offers (a token already expired, say).
     pub store: Store,
+    /// The server's audit search index (under the data directory's `index/`).
+    pub search: SearchIndex,
     config: ApiConfig,
     directory: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -41,12 +44,13 @@ impl TestApp {
         let directory = tempfile::tempdir().unwrap();
         let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
         edit(&mut config);
-        let (address, stop, task, store) =
+        let (address, stop, task, store, search) =
             start(directory.path().join("chronicle.db"), config.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
             store,
+            search,
             config,
             directory,
             stop: Some(stop),
@@ -57,9 +61,11 @@ impl TestApp {
     /// Stops the server (finishing what it accepted) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (address, stop, task, store) = start(self.database(), self.config.clone()).await;
+        let (address, stop, task, store, search) =
+            start(self.database(), self.config.clone()).await;
         self.address = address;
         self.store = store;
+        self.search = search;
         self.stop = Some(stop);
         self.task = Some(task);
     }
@@ -191,8 +197,19 @@ impl Drop for TestApp {
 
 async fn start(
     database: PathBuf,
-    config: ApiConfig,
-) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>, Store) {
+    mut config: ApiConfig,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<()>,
+    Store,
+    SearchIndex,
+) {
+    // The search index lives in the test's data directory, as in DATA/index.
+    config
+        .search
+        .directory
+        .get_or_insert_with(|| database.with_file_name("index"));
     let key = database.with_file_name("signing-key");
     let (signer, _) = load_or_create_key_file(&key, "chronicle.test").unwrap();
     let store = Store::open(StoreConfig::new(database, signer))
@@ -200,6 +217,7 @@ async fn start(
         .unwrap();
     let application = Application::bind(store.clone(), config).await.unwrap();
     let address = application.address();
+    let search = application.search_index();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         application
@@ -209,7 +227,7 @@ async fn start(
             .await
             .unwrap();
     });
-    (address, stop, task, store)
+    (address, stop, task, store, search)
 }
 
 /// A valid `machine.renamed` event for a stream, as a producer sends it.
