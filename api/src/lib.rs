@@ -17,6 +17,8 @@
 //! - `search`: audit search over the `chronicle-search` index, each answered search recorded as
 //!   an `audit.searched` event.
 //! - `live`: a workspace's events live, as Server-Sent Events and over WebSocket.
+//! - `models`: the read models (machines, sessions, schedules and runs, members, billing,
+//!   activity) over `chronicle-projections`, with filters, cursors, `min_position` and `as_of`.
 //! - `webhooks`: managing webhooks, and the worker that delivers events to them, signed, in
 //!   order, at least once.
 //!
@@ -27,6 +29,7 @@ mod error;
 mod events;
 mod integrity;
 mod live;
+mod models;
 mod observability;
 mod openapi;
 mod search;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{events, integrity, live, observability, server, tokens, webhooks};
+use crate::{events, integrity, live, models, observability, server, tokens, webhooks};
 
 /// Every route of the API.
 #[derive(OpenApi)]
@@ -34,6 +34,16 @@ use crate::{events, integrity, live, observability, server, tokens, webhooks};
         webhooks::delete_webhook,
         webhooks::resume_webhook,
         webhooks::list_deliveries,
+        models::machines,
+        models::machine,
+        models::sessions,
+        models::session,
+        models::schedules,
+        models::schedule,
+        models::runs,
+        models::members,
+        models::billing,
+        models::activity,
         server::healthz,
         server::ready,
         observability::metrics,

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, middleware};
+use chronicle_projections::{Projections, ProjectionsConfig};
 use chronicle_search::{SearchConfig, SearchIndex};
 use chronicle_store::{Scope, Store};
 use serde_json::json;
@@ -21,7 +22,8 @@ use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, toke
 use crate::live::LiveConfig;
 use crate::webhooks::WebhookConfig;
 use crate::{
-    error::ApiError, events, integrity, live, observability, openapi, search, tokens, webhooks,
+    error::ApiError, events, integrity, live, models, observability, openapi, search, tokens,
+    webhooks,
 };
 
 /// What the server needs to know; the binary builds it from flags and environment.
@@ -41,6 +43,8 @@ pub struct ApiConfig {
     /// Audit search: where the index lives (in memory unless a directory is named) and how
     /// often it commits.
     pub search: SearchConfig,
+    /// Read models: batch size and query connections.
+    pub projections: ProjectionsConfig,
 }
 
 impl ApiConfig {
@@ -58,6 +62,7 @@ impl ApiConfig {
             live: LiveConfig::default(),
             webhooks: WebhookConfig::default(),
             search: SearchConfig::default(),
+            projections: ProjectionsConfig::default(),
         }
     }
 }
@@ -75,10 +80,17 @@ pub struct AppState {
     pub(crate) webhooks_changed: Arc<Notify>,
     /// The audit search index and its indexer.
     pub(crate) search: SearchIndex,
+    /// The read models and their runner.
+    pub(crate) projections: Projections,
 }
 
 impl AppState {
-    pub fn new(store: Store, search: SearchIndex, config: ApiConfig) -> AppState {
+    pub fn new(
+        store: Store,
+        search: SearchIndex,
+        projections: Projections,
+        config: ApiConfig,
+    ) -> AppState {
         let admin_token_hash = token_hash(&config.admin_token);
         let limiter = limiter(config.rate_limit);
         AppState {
@@ -89,6 +101,7 @@ impl AppState {
             stopping: watch::Sender::new(false),
             webhooks_changed: Arc::new(Notify::new()),
             search,
+            projections,
         }
     }
 }
@@ -167,6 +180,47 @@ pub fn router(state: AppState) -> Router {
             "/workspaces/{workspace}/webhooks/{id}/deliveries",
             scoped(Admin, get(webhooks::list_deliveries)),
         )
+        .route(
+            "/workspaces/{workspace}/machines",
+            scoped(Read, get(models::machines)),
+        )
+        .route(
+            "/workspaces/{workspace}/machines/{id}",
+            scoped(Read, get(models::machine)),
+        )
+        .route(
+            "/workspaces/{workspace}/sessions",
+            scoped(Read, get(models::sessions)),
+        )
+        .route(
+            "/workspaces/{workspace}/sessions/{id}",
+            scoped(Read, get(models::session)),
+        )
+        .route(
+            "/workspaces/{workspace}/schedules",
+            scoped(Read, get(models::schedules)),
+        )
+        .route(
+            "/workspaces/{workspace}/schedules/{id}",
+            scoped(Read, get(models::schedule)),
+        )
+        .route(
+            "/workspaces/{workspace}/schedules/{id}/runs",
+            scoped(Read, get(models::runs)),
+        )
+        .route(
+            "/workspaces/{workspace}/members",
+            scoped(Read, get(models::members)),
+        )
+        // The billing screens are for owners and admins: a product rule, not a token scope.
+        .route(
+            "/workspaces/{workspace}/billing",
+            scoped(Read, get(models::billing)),
+        )
+        .route(
+            "/workspaces/{workspace}/activity",
+            scoped(Read, get(models::activity)),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let router = Router::new()
@@ -232,10 +286,18 @@ impl Application {
         let search = SearchIndex::open(store.clone(), config.search.clone())
             .await
             .map_err(std::io::Error::other)?;
+        let projections = Projections::open(store.clone(), config.projections.clone())
+            .await
+            .map_err(std::io::Error::other)?;
         Ok(Application {
             listener,
-            state: AppState::new(store, search, config),
+            state: AppState::new(store, search, projections, config),
         })
+    }
+
+    /// Returns the read models this server answers from.
+    pub fn projections(&self) -> Projections {
+        self.state.projections.clone()
     }
 
     /// Returns the audit search index this server answers from.
@@ -260,6 +322,7 @@ impl Application {
         let search = self.state.search.clone();
         let stopping = self.state.stopping.clone();
         let delivery = tokio::spawn(webhooks::deliver_webhooks(self.state.clone()));
+        let projector = tokio::spawn(self.state.projections.clone().run(stopping.subscribe()));
         let app = router(self.state);
         let upkeep = tokio::spawn(observability::upkeep());
         let signal = stopping.clone();
@@ -274,6 +337,9 @@ impl Application {
         })
         .await;
         stopping.send_replace(true);
+        if let Err(error) = projector.await {
+            tracing::error!(error = %error, "projection runner ended abnormally");
+        }
         if let Err(error) = delivery.await {
             tracing::error!(error = %error, "webhook delivery ended abnormally");
         }

@@ -56,6 +56,11 @@ impl DataDir {
         self.root.join("chronicle.db")
     }
 
+    /// Returns the search index directory, DATA/index.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index")
+    }
+
     /// Returns the checkpoint signer: the key at `--signing-key`, else DATA/signing-key, made
     /// (mode 0600) on first start.
     pub fn signer(&self, storage: &StorageArgs) -> anyhow::Result<NoteSigner> {

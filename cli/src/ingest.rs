@@ -78,7 +78,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let (sink, _data) = match &args.remote.url {
         Some(url) => {
             let token = args
-                .remote.token
+                .remote
+                .token
                 .clone()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             (

@@ -58,7 +58,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         (Some(data), None) => verify_data(data, args.key.as_deref()).await?,
         (None, Some(url)) => {
             let token = args
-                .remote.token
+                .remote
+                .token
                 .as_deref()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             verify_url(url, token, args.key.as_deref()).await?
@@ -281,7 +282,8 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
     match &args.remote.url {
         Some(url) => {
             let token = args
-                .remote.token
+                .remote
+                .token
                 .clone()
                 .context("--url needs a token: pass --token or set CHRONICLE_TOKEN")?;
             let client = Client {

@@ -7,6 +7,8 @@
 mod data_dir;
 mod ingest;
 mod integrity;
+mod rebuild;
+mod search;
 mod serve;
 mod tokens;
 
@@ -39,6 +41,44 @@ enum Command {
     Checkpoint(CheckpointArgs),
     /// Creates, lists and revokes API tokens.
     Token(TokenArgs),
+    /// Searches a workspace's audit log (CONTRACT.md's query language) and prints the hits,
+    /// newest first; the search is recorded as an `audit.searched` event.
+    Search(SearchArgs),
+    /// Rebuilds read models (all, or one) from the log into fresh tables, then swaps them in.
+    /// Stop the server first: it holds the data directory.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct RebuildArgs {
+    /// The model to rebuild: machines, sessions, schedules, runs, members, billing or activity
+    /// (default: all of them).
+    model: Option<String>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SearchArgs {
+    /// The workspace to search.
+    workspace: String,
+    /// The query, e.g. 'type:session.* actor:usr_4 "rm -rf"'; empty for every event.
+    #[arg(default_value = "")]
+    query: String,
+    /// Only events that occurred at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only events that occurred before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// At most this many hits, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    limit: u32,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// A running server to search through (with a token that has the read scope).
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -225,6 +265,8 @@ fn main() -> ExitCode {
             Command::Verify(args) => integrity::verify(args).await,
             Command::Checkpoint(args) => integrity::checkpoint(args).await,
             Command::Token(args) => tokens::token(args).await,
+            Command::Rebuild(args) => rebuild::rebuild(args).await,
+            Command::Search(args) => search::search(args).await,
         }
     });
     match result {

@@ -71,7 +71,8 @@ async fn fill_with_history(store: &Store, seed: u64, events: usize) -> anyhow::R
 
 async fn run(data: &DataDir, store: Store, args: &ServeArgs) -> anyhow::Result<()> {
     let token = data.admin_token(args.admin_token.as_deref())?;
-    let config = ApiConfig::new(args.listen, token.value.clone());
+    let mut config = ApiConfig::new(args.listen, token.value.clone());
+    config.search.directory = Some(data.index_path());
     let application = Application::bind(store, config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

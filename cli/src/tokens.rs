@@ -24,10 +24,10 @@ impl Target {
     async fn open(target: &TokenTarget) -> anyhow::Result<(Target, Option<DataDir>)> {
         match &target.remote.url {
             Some(url) => {
-                let token = target
-                    .remote.token
-                    .clone()
-                    .context("--url needs an admin token: pass --token or set CHRONICLE_TOKEN")?;
+                let token =
+                    target.remote.token.clone().context(
+                        "--url needs an admin token: pass --token or set CHRONICLE_TOKEN",
+                    )?;
                 let url = url.trim_end_matches('/').to_owned();
                 Ok((
                     Target::Remote {

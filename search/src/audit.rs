@@ -18,15 +18,19 @@ use crate::error::SearchError;
 /// One answered search, to record.
 #[derive(Debug, Clone)]
 pub struct SearchRecord {
+    /// The workspace searched: the record goes to its `audit-<workspace>` stream.
     pub workspace: String,
     /// The query as the caller wrote it.
     pub query: String,
+    /// The start of the `occurred_at` range searched, if any.
     pub from: Option<OffsetDateTime>,
+    /// The end of the `occurred_at` range searched, if any.
     pub to: Option<OffsetDateTime>,
     /// How many events the search matched.
     pub hits: u64,
     /// Who asked: the token, or the operator's command line.
     pub actor: Actor,
+    /// The request behind the search: its id and source address when known.
     pub context: Context,
 }
 

@@ -30,8 +30,10 @@ impl FacetRequest {
 /// Facet counts over every hit of a search (not only the page returned).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Facets {
+    /// Hits per event category, when asked for.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub types: Option<BTreeMap<String, u64>>,
+    /// Hits per day (`YYYY-MM-DD`, UTC), when asked for.
     #[serde(rename = "day", skip_serializing_if = "Option::is_none")]
     pub days: Option<BTreeMap<String, u64>>,
 }

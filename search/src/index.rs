@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::SearchError;
 use crate::facets::{FacetCollector, FacetRequest, Facets};
-use crate::indexer::{Command, Indexer};
+use crate::indexer::{Command, Indexer, Links};
 use crate::query::{AuditQuery, Compiler, Scope};
 use crate::schema::{Fields, SCHEMA_VERSION};
 
@@ -119,7 +119,9 @@ impl Cursor {
 /// One search: a parsed query within a workspace, a time range and a page.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
+    /// The workspace searched; no other workspace's event is ever a hit.
     pub workspace: String,
+    /// The parsed query.
     pub query: AuditQuery,
     /// `occurred_at` at or after this time.
     pub from: Option<OffsetDateTime>,
@@ -129,6 +131,7 @@ pub struct SearchRequest {
     pub limit: usize,
     /// The page after the one that handed out this cursor.
     pub cursor: Option<Cursor>,
+    /// Which facet counts to compute over every hit.
     pub facets: FacetRequest,
 }
 
@@ -143,6 +146,7 @@ pub struct SearchResults {
     pub next_cursor: Option<Cursor>,
     /// The log position the answer reflects: every event up to it, none after.
     pub position: u64,
+    /// The facet counts asked for, over every hit.
     pub facets: Facets,
 }
 
@@ -193,11 +197,11 @@ impl SearchIndex {
         };
         let threads = config.writer_threads.max(1);
         let memory = config.writer_memory_bytes.max(threads * 15_000_000);
-        let rebuild = payload.position == 0;
+        let start_empty = payload.position == 0;
         let (writer, reader) = tokio::task::spawn_blocking(
             move || -> Result<(tantivy::IndexWriter, IndexReader), SearchError> {
                 let mut writer = index.writer_with_num_threads(threads, memory)?;
-                if rebuild {
+                if start_empty {
                     // Whatever is there belongs to another log: start empty, visibly.
                     writer.delete_all_documents()?;
                     let mut prepared = writer.prepare_commit()?;
@@ -235,10 +239,12 @@ impl SearchIndex {
             writer,
             reader,
             payload,
-            snapshot_sender,
-            command_receiver,
-            commit_soon.clone(),
-            indexed_since_open.clone(),
+            Links {
+                snapshots: snapshot_sender,
+                commands: command_receiver,
+                commit_soon: commit_soon.clone(),
+                indexed_since_open: indexed_since_open.clone(),
+            },
         );
         let task = tokio::spawn(indexer.run());
         Ok(SearchIndex {

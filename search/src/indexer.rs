@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chronicle_domain::RecordedEvent;
-use chronicle_store::{Head, Store};
+use chronicle_store::{Head, Store, StoreError};
 use tantivy::{IndexReader, IndexWriter, Searcher};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::SearchError;
@@ -36,8 +37,40 @@ enum Wake {
     Commit,
 }
 
+/// A page of the log read ahead while the previous one is indexed; dropped, it stops reading.
+struct Prefetch {
+    after: u64,
+    task: JoinHandle<Result<Vec<RecordedEvent>, StoreError>>,
+}
+
+impl Prefetch {
+    fn start(store: &Store, after: u64, limit: u32) -> Prefetch {
+        let store = store.clone();
+        Prefetch {
+            after,
+            task: tokio::spawn(async move { store.read_all(after, limit).await }),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The longest wait between retries after the log could not be read.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// How the indexer and the index handle reach each other.
+pub(crate) struct Links {
+    /// Where each commit is shown to readers.
+    pub snapshots: watch::Sender<Snapshot>,
+    pub commands: mpsc::Receiver<Command>,
+    /// Notified by a reader waiting for a position: commit what is indexed without waiting.
+    pub commit_soon: Arc<Notify>,
+    pub indexed_since_open: Arc<AtomicU64>,
+}
 
 pub(crate) struct Indexer {
     store: Store,
@@ -61,7 +94,6 @@ pub(crate) struct Indexer {
 }
 
 impl Indexer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         config: SearchConfig,
@@ -69,10 +101,7 @@ impl Indexer {
         writer: IndexWriter,
         reader: IndexReader,
         committed: Payload,
-        snapshots: watch::Sender<Snapshot>,
-        commands: mpsc::Receiver<Command>,
-        commit_soon: Arc<Notify>,
-        indexed_since_open: Arc<AtomicU64>,
+        links: Links,
     ) -> Indexer {
         Indexer {
             head: store.subscribe_head(),
@@ -85,10 +114,10 @@ impl Indexer {
             uncommitted: 0,
             oldest_uncommitted: None,
             rebuild_waiters: Vec::new(),
-            snapshots,
-            commands,
-            commit_soon,
-            indexed_since_open,
+            snapshots: links.snapshots,
+            commands: links.commands,
+            commit_soon: links.commit_soon,
+            indexed_since_open: links.indexed_since_open,
         }
     }
 
@@ -117,17 +146,22 @@ impl Indexer {
 
     async fn follow(&mut self) -> Result<(), SearchError> {
         let mut failures = 0u32;
+        let mut prefetched: Option<Prefetch> = None;
         loop {
             while let Ok(command) = self.commands.try_recv() {
                 if !self.obey(Some(command)).await? {
                     return Ok(());
                 }
             }
-            let events = match self
-                .store
-                .read_all(self.indexed.position, self.config.read_batch)
-                .await
-            {
+            let after = self.indexed.position;
+            let read = match prefetched.take() {
+                Some(mut prefetch) if prefetch.after == after => (&mut prefetch.task)
+                    .await
+                    .map_err(|error| SearchError::Internal(error.to_string()))?,
+                // A rebuild moved the indexer back: what was read ahead is of no use.
+                _ => self.store.read_all(after, self.config.read_batch).await,
+            };
+            let events = match read {
                 Ok(events) => {
                     failures = 0;
                     events
@@ -148,6 +182,14 @@ impl Indexer {
                 }
             };
             let full_page = events.len() == self.config.read_batch as usize;
+            if full_page && let Some(last) = events.last() {
+                // More is waiting: read the next page while this one is indexed.
+                prefetched = Some(Prefetch::start(
+                    &self.store,
+                    last.position,
+                    self.config.read_batch,
+                ));
+            }
             if !events.is_empty() {
                 self.add(events).await?;
             }

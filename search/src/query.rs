@@ -38,7 +38,9 @@ pub const MAX_CLAUSES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct QueryError {
+    /// What is wrong, in words for the person who wrote the query.
     pub message: String,
+    /// Where: the 0-based offset in characters.
     pub position: usize,
 }
 
@@ -54,6 +56,7 @@ impl QueryError {
 /// A parsed query: every clause must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuditQuery {
+    /// The words of the query, in order.
     pub clauses: Vec<Clause>,
 }
 
@@ -62,6 +65,7 @@ pub struct AuditQuery {
 pub struct Clause {
     /// True for `-word`: the events it matches are excluded.
     pub negated: bool,
+    /// What the word asks for.
     pub condition: Condition,
     /// Where the word starts in the query, in characters.
     pub position: usize,
@@ -70,13 +74,21 @@ pub struct Clause {
 /// What one word asks for. Identifiers are already lowercased, as the index holds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
+    /// `type:`: one type, a category, or a prefix.
     Type(TypePattern),
+    /// `actor:`: the actor's id or name.
     Actor(String),
+    /// `machine:`: the machine's stream, or the data's `machine` or `machines`.
     Machine(String),
+    /// `session:`: the session's stream, or the data's `session`.
     Session(String),
+    /// `schedule:`: the schedule's stream, or a run id (the data's `run_id`).
     Schedule(String),
+    /// `request:`: the context's request id.
     Request(String),
+    /// `stream:`: the stream's name.
     Stream(String),
+    /// `ip:`: the context's source address within a range.
     Ip(IpRange),
     /// Free text as written; a phrase when it holds several words.
     Words(String),
@@ -94,7 +106,9 @@ pub enum TypePattern {
 /// An inclusive range of addresses, IPv4 as IPv4-mapped IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpRange {
+    /// The lowest address of the range.
     pub first: Ipv6Addr,
+    /// The highest address of the range (`first` for one address).
     pub last: Ipv6Addr,
 }
 
@@ -654,7 +668,9 @@ mod tests {
         };
         for (text, position) in [("a //", 2), ("a -//", 3), ("\"...\"", 0)] {
             let query = AuditQuery::parse(text).unwrap();
-            let error = compiler.compile(&query, &scope).err().expect(text);
+            let Err(error) = compiler.compile(&query, &scope) else {
+                panic!("`{text}` compiled");
+            };
             assert_eq!(error.position, position, "{text}");
         }
         let query = AuditQuery::parse("web-01 \"rm -rf\" type:sched* -ip:10.0.0.0/8").unwrap();

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 /// The searchable values of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventTerms {
+    /// The event's log position, the one value the index stores.
     pub position: u64,
+    /// The tenant; every search is filtered by it (events of no workspace are never found).
     pub workspace: Option<String>,
     /// The type and each of its prefixes as `prefix.*`: `machine.renamed`, `machine.*`.
     pub types: Vec<String>,
@@ -26,8 +28,11 @@ pub struct EventTerms {
     pub sessions: Vec<String>,
     /// Schedule ids from a `schedule-…` stream, and run ids (the data's `run_id`).
     pub schedules: Vec<String>,
+    /// The stream's name, as a [`keyword`].
     pub stream: String,
+    /// The context's request id, as a [`keyword`].
     pub request: Option<String>,
+    /// The context's source address.
     pub source_ip: Option<IpAddr>,
     /// `None` only for a time that does not parse, which the log never holds.
     pub occurred_at: Option<OffsetDateTime>,

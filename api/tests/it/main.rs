@@ -4,6 +4,7 @@ mod append;
 mod auth;
 mod integrity;
 mod live;
+mod models;
 mod openapi;
 mod read;
 mod search;

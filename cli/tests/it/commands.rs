@@ -454,3 +454,93 @@ fn token_commands_work_on_the_data_directory_and_through_a_server() {
         );
     }
 }
+
+#[test]
+fn search_prints_the_newest_hits_over_the_data_directory_and_through_a_server() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let events = small_history();
+    let workspace = events
+        .iter()
+        .find_map(|event| event["workspace"].as_str())
+        .unwrap()
+        .to_owned();
+    let file = history_file(directory.path(), &events);
+    let output = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let search = |extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            workspace.as_str(),
+            "type:machine.*",
+            "--limit",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let output = search(&["--data", data.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines[0].starts_with("POSITION") && lines[0].contains("SUMMARY"),
+        "{printed}"
+    );
+    assert_eq!(
+        lines.len(),
+        5,
+        "a header, three hits and a count: {printed}"
+    );
+    assert!(
+        lines[1..4].iter().all(|line| line.contains(" machine.")),
+        "{printed}"
+    );
+    assert!(lines[4].starts_with("3 of "), "{printed}");
+    assert!(data.join("index").join("meta.json").exists());
+
+    let output = run(&[
+        "search",
+        &workspace,
+        "type:machine.* actr:usr_1",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let refusal = text(&output);
+    assert!(refusal.contains("unknown field `actr:`"), "{refusal}");
+    assert!(
+        refusal.contains("\n  type:machine.* actr:usr_1\n                 ^"),
+        "the caret points at the field: {refusal}"
+    );
+
+    // Through a server: the same hits, and the searches recorded in the workspace's log.
+    let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let output = search(&["--url", &server.url, "--token", token.trim()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let through_server = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(through_server.lines().nth(1), lines.get(1).copied());
+    let client = reqwest::blocking::Client::new();
+    let stream: Value = client
+        .get(format!("{}/v1/streams/audit-{workspace}", server.url))
+        .bearer_auth(token.trim())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let actors: Vec<&str> = stream["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["actor"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["chronicle-cli", "admin"], "{stream}");
+    assert!(server.stop().success());
+}

@@ -1,0 +1,362 @@
+//! Queries: lists with filters and cursors, details by key, now or as of a past moment.
+
+use std::collections::BTreeSet;
+
+use chronicle_domain::models::{ReadModel, fold};
+use chronicle_domain::{RecordedEvent, parse_timestamp};
+use chronicle_store::Direction;
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Row, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+
+use crate::error::ProjectionError;
+use crate::runner::Projections;
+use crate::tables::{Column, Model, SqlModel, with_model};
+use crate::writer::write;
+
+/// Events per read when an `as_of` answer folds a workspace's history.
+const HISTORY_PAGE: u32 = 1_000;
+
+/// A list's filters, named as the API's query parameters; each model takes some of them and
+/// refuses the others.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub status: Option<String>,
+    pub os: Option<String>,
+    pub tag: Option<String>,
+    /// Text in a machine's id, name or hostname.
+    pub q: Option<String>,
+    pub machine: Option<String>,
+    pub actor: Option<String>,
+    pub state: Option<String>,
+    /// Inclusive start of a time range (RFC 3339).
+    pub from: Option<String>,
+    /// Exclusive end of a time range (RFC 3339).
+    pub to: Option<String>,
+    /// The schedule whose runs are listed (from the path, not a query parameter).
+    pub schedule: Option<String>,
+}
+
+impl Filters {
+    pub(crate) const PARAMETERS: &'static [&'static str] = &[
+        "status", "os", "tag", "q", "machine", "actor", "state", "from", "to",
+    ];
+
+    pub(crate) fn get(&self, parameter: &str) -> Option<&str> {
+        match parameter {
+            "status" => self.status.as_deref(),
+            "os" => self.os.as_deref(),
+            "tag" => self.tag.as_deref(),
+            "q" => self.q.as_deref(),
+            "machine" => self.machine.as_deref(),
+            "actor" => self.actor.as_deref(),
+            "state" => self.state.as_deref(),
+            "from" => self.from.as_deref(),
+            "to" => self.to.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Which page of a list.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of a list, and the log position it reflects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next_cursor: Option<String>,
+    pub position: u64,
+}
+
+/// A past moment to answer as of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The log up to and including this position.
+    Position(u64),
+    /// Every event recorded at or before this time.
+    Time(OffsetDateTime),
+}
+
+impl AsOf {
+    /// Parses `as_of`: a position (digits) or an RFC 3339 timestamp.
+    pub fn parse(text: &str) -> Result<AsOf, ProjectionError> {
+        if let Ok(position) = text.parse::<u64>() {
+            return Ok(AsOf::Position(position));
+        }
+        parse_timestamp(text).map(AsOf::Time).map_err(|_| {
+            ProjectionError::invalid(
+                "as_of",
+                "as_of must be a log position or an RFC 3339 timestamp",
+            )
+        })
+    }
+
+    fn includes(self, event: &RecordedEvent) -> bool {
+        match self {
+            AsOf::Position(position) => event.position <= position,
+            // recorded_at never decreases along the log (ADR 0001): a time is a prefix.
+            AsOf::Time(time) => parse_timestamp(&event.recorded_at).is_ok_and(|at| at <= time),
+        }
+    }
+}
+
+/// Where a query reads: the live tables, or an in-memory copy built for an `as_of` answer.
+enum Source {
+    Live(PoolConnection<Sqlite>),
+    Snapshot(SqliteConnection),
+}
+
+impl Source {
+    fn connection(&mut self) -> &mut SqliteConnection {
+        match self {
+            Source::Live(connection) => connection,
+            Source::Snapshot(connection) => connection,
+        }
+    }
+}
+
+impl Projections {
+    /// Returns one page of a model's list in `workspace`, now or `as_of` a past moment.
+    pub async fn list(
+        &self,
+        model: Model,
+        workspace: &str,
+        filters: &Filters,
+        page: &PageRequest,
+        as_of: Option<AsOf>,
+    ) -> Result<Page, ProjectionError> {
+        let mut source = self.source(model, workspace, as_of).await?;
+        // One read transaction: the rows and the position come from the same snapshot.
+        let mut transaction = source.connection().begin().await?;
+        let answer = with_model!(model, M => list_on::<M>(&mut transaction, workspace, filters, page).await?);
+        transaction.commit().await?;
+        Ok(answer)
+    }
+
+    /// Returns one row of a model by key (a machine, session or schedule id; the workspace
+    /// for billing) and the position it reflects, now or `as_of` a past moment.
+    pub async fn detail(
+        &self,
+        model: Model,
+        workspace: &str,
+        key: &str,
+        as_of: Option<AsOf>,
+    ) -> Result<(Option<Value>, u64), ProjectionError> {
+        let mut source = self.source(model, workspace, as_of).await?;
+        let mut transaction = source.connection().begin().await?;
+        let position = checkpoint(&mut transaction, model.name()).await?;
+        let doc: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT doc FROM {} WHERE key = ? AND workspace = ?",
+            model.name()
+        ))
+        .bind(key)
+        .bind(workspace)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let row = doc.map(|doc| parse_doc(model.name(), &doc)).transpose()?;
+        Ok((row, position))
+    }
+
+    async fn source(
+        &self,
+        model: Model,
+        workspace: &str,
+        as_of: Option<AsOf>,
+    ) -> Result<Source, ProjectionError> {
+        match as_of {
+            None => Ok(Source::Live(self.readers.acquire().await?)),
+            Some(as_of) => Ok(Source::Snapshot(
+                self.snapshot(model, workspace, as_of).await?,
+            )),
+        }
+    }
+
+    /// Builds an in-memory database holding `model` as it stood at `as_of`, from the log.
+    async fn snapshot(
+        &self,
+        model: Model,
+        workspace: &str,
+        as_of: AsOf,
+    ) -> Result<SqliteConnection, ProjectionError> {
+        let events = self
+            .workspace_history(workspace, as_of, model == Model::Machines)
+            .await?;
+        let position = match as_of {
+            AsOf::Position(position) => position.min(self.store.head().position),
+            AsOf::Time(_) => events.last().map_or(0, |event| event.position),
+        };
+        let schema: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN (?, 'projection_checkpoints') \
+             AND sql IS NOT NULL ORDER BY type DESC",
+        )
+        .bind(model.name())
+        .fetch_all(&self.readers)
+        .await?;
+        let mut memory = SqliteConnection::connect("sqlite::memory:").await?;
+        for statement in schema {
+            sqlx::query(&statement).execute(&mut memory).await?;
+        }
+        sqlx::query("INSERT INTO projection_checkpoints (model, position) VALUES (?, ?)")
+            .bind(model.name())
+            .bind(position as i64)
+            .execute(&mut memory)
+            .await?;
+        with_model!(model, M => {
+            let state = fold::<M>(&events);
+            write::<M>(&mut memory, M::NAME, &state).await?;
+        });
+        Ok(memory)
+    }
+
+    /// Returns the workspace's events `as_of` allows, in position order. With
+    /// `machines_moved_in`, also the earlier events of machines that moved in from another
+    /// workspace (their registration, their name), which belong to the workspace they left.
+    async fn workspace_history(
+        &self,
+        workspace: &str,
+        as_of: AsOf,
+        machines_moved_in: bool,
+    ) -> Result<Vec<RecordedEvent>, ProjectionError> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        'pages: loop {
+            let page = self
+                .store
+                .read_workspace(workspace, after, HISTORY_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in page {
+                if !as_of.includes(&event) {
+                    break 'pages;
+                }
+                events.push(event);
+            }
+        }
+        if !machines_moved_in {
+            return Ok(events);
+        }
+        let mut seen = BTreeSet::new();
+        let moved_in: Vec<(String, u64)> = events
+            .iter()
+            .filter(|event| {
+                event.stream.starts_with("machine-") && seen.insert(event.stream.clone())
+            })
+            .filter(|event| event.event_type != "machine.registered")
+            .map(|event| (event.stream.clone(), event.position))
+            .collect();
+        for (stream, first) in moved_in {
+            let mut version = 1;
+            loop {
+                let page = self
+                    .store
+                    .read_stream(&stream, Some(version), HISTORY_PAGE, Direction::Forward)
+                    .await?;
+                let full = page.len() == HISTORY_PAGE as usize;
+                let Some(last) = page.last() else { break };
+                version = last.stream_version + 1;
+                let done = last.position >= first || !full;
+                events.extend(page.into_iter().filter(|event| event.position < first));
+                if done {
+                    break;
+                }
+            }
+        }
+        events.sort_by_key(|event| event.position);
+        Ok(events)
+    }
+}
+
+/// Returns a model's checkpoint.
+async fn checkpoint(
+    connection: &mut SqliteConnection,
+    model: &str,
+) -> Result<u64, ProjectionError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE model = ?")
+            .bind(model)
+            .fetch_optional(connection)
+            .await?;
+    Ok(position.unwrap_or(0) as u64)
+}
+
+async fn list_on<M: SqlModel>(
+    connection: &mut SqliteConnection,
+    workspace: &str,
+    filters: &Filters,
+    page: &PageRequest,
+) -> Result<Page, ProjectionError> {
+    let position = checkpoint(connection, M::NAME).await?;
+    let mut sql = format!("SELECT sort, doc FROM {} WHERE workspace = ?", M::NAME);
+    let mut binds = vec![Column::Text(workspace.to_owned())];
+    for condition in M::conditions(filters)? {
+        sql.push_str(" AND ");
+        sql.push_str(condition.sql);
+        binds.push(condition.value);
+    }
+    if let Some(cursor) = &page.cursor {
+        let after = decode_cursor(cursor)?;
+        sql.push_str(if M::DESCENDING {
+            " AND sort < ?"
+        } else {
+            " AND sort > ?"
+        });
+        binds.push(Column::Text(after));
+    }
+    sql.push_str(if M::DESCENDING {
+        " ORDER BY sort DESC LIMIT ?"
+    } else {
+        " ORDER BY sort LIMIT ?"
+    });
+    binds.push(Column::Integer(i64::from(page.limit) + 1));
+    let mut query = sqlx::query(&sql);
+    for bind in binds {
+        query = match bind {
+            Column::Text(text) => query.bind(text),
+            Column::Integer(number) => query.bind(number),
+        };
+    }
+    let rows = query.fetch_all(connection).await?;
+    let more = rows.len() > page.limit as usize;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last_sort = None;
+    for row in rows.iter().take(page.limit as usize) {
+        last_sort = Some(row.try_get::<String, _>(0)?);
+        items.push(parse_doc(M::NAME, row.try_get(1)?)?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: last_sort.filter(|_| more).map(|sort| encode_cursor(&sort)),
+        position,
+    })
+}
+
+fn parse_doc(model: &'static str, doc: &str) -> Result<Value, ProjectionError> {
+    serde_json::from_str(doc).map_err(|source| ProjectionError::Corrupt { model, source })
+}
+
+/// A cursor is the hex of the last row's sort key: opaque, and safe in a query string.
+fn encode_cursor(sort: &str) -> String {
+    sort.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ProjectionError> {
+    let invalid = || ProjectionError::invalid("cursor", "cursor is not one this list answered");
+    if !cursor.len().is_multiple_of(2) {
+        return Err(invalid());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(cursor.get(index..index + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    String::from_utf8(bytes).map_err(|_| invalid())
+}

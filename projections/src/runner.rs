@@ -1,0 +1,218 @@
+//! The runner: follows the log and keeps every model's table and checkpoint in step.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronicle_domain::models::ReadModel;
+use chronicle_store::Store;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::watch;
+
+use crate::error::ProjectionError;
+use crate::tables::{Model, with_model};
+use crate::writer::{Parsed, apply_events, parse_batch};
+
+/// Each model's position, in the order of [`Model::ALL`].
+pub type Positions = [u64; Model::ALL.len()];
+
+/// How the runner works.
+#[derive(Debug, Clone)]
+pub struct ProjectionsConfig {
+    /// Events read and applied per transaction.
+    pub batch_size: u32,
+    /// Read-only connections for queries.
+    pub reader_connections: u32,
+}
+
+impl Default for ProjectionsConfig {
+    fn default() -> Self {
+        ProjectionsConfig {
+            batch_size: 5_000,
+            reader_connections: 4,
+        }
+    }
+}
+
+/// A handle on the read models: queries, the runner, rebuilds. Cheap to clone.
+#[derive(Clone)]
+pub struct Projections {
+    pub(crate) store: Store,
+    /// One connection: the runner's and the rebuild's writes.
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
+    positions: Arc<watch::Sender<Positions>>,
+    pub(crate) batch_size: u32,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projections")
+            .field("positions", &*self.positions.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projections {
+    /// Opens the read models in the store's database (the store's migrations made the tables).
+    pub async fn open(
+        store: Store,
+        config: ProjectionsConfig,
+    ) -> Result<Projections, ProjectionError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(store.database_path())
+            .journal_mode(SqliteJournalMode::Wal)
+            // Read models are rebuilt from the log, so losing the last commits to a power cut
+            // costs a replay, not data: skip the fsync of every commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.reader_connections.max(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        let positions = read_checkpoints(&mut *writer.acquire().await?).await?;
+        Ok(Projections {
+            store,
+            writer,
+            readers,
+            positions: Arc::new(watch::Sender::new(positions)),
+            batch_size: config.batch_size.max(1),
+        })
+    }
+
+    /// Returns the position each model has applied the log up to.
+    pub fn positions(&self) -> Positions {
+        *self.positions.borrow()
+    }
+
+    /// Returns the position `model` has applied the log up to.
+    pub fn position(&self, model: Model) -> u64 {
+        self.positions()[model.index()]
+    }
+
+    /// Returns a watch of [`Self::positions`], changed after each committed batch.
+    pub fn subscribe(&self) -> watch::Receiver<Positions> {
+        self.positions.subscribe()
+    }
+
+    /// Waits until `model` has applied the log up to `position`; false after `timeout`.
+    pub async fn wait_for(&self, model: Model, position: u64, timeout: Duration) -> bool {
+        let mut positions = self.subscribe();
+        let reached = positions.wait_for(|positions| positions[model.index()] >= position);
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
+    }
+
+    /// Follows the log until `stop` turns true: catches up, then applies each new commit as
+    /// the head watch announces it. A failed batch is logged and tried again.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut head = self.store.subscribe_head();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            head.borrow_and_update();
+            match self.catch_up().await {
+                Ok(()) => {
+                    tokio::select! {
+                        changed = head.changed() => if changed.is_err() { return },
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "projection batch failed; retrying");
+                    // Back off before trying the same batch again, unless told to stop.
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the log until a read finds nothing new.
+    pub async fn catch_up(&self) -> Result<(), ProjectionError> {
+        while self.step().await? {}
+        Ok(())
+    }
+
+    /// Applies one batch; answers whether there was anything to apply.
+    async fn step(&self) -> Result<bool, ProjectionError> {
+        let after = self.positions().into_iter().min().unwrap_or(0);
+        let events = self.store.read_all(after, self.batch_size).await?;
+        if events.is_empty() {
+            self.report_lag();
+            return Ok(false);
+        }
+        let last = events.last().map_or(after, |event| event.position);
+        let parsed = parse_batch(events);
+        let mut connection = self.writer.acquire().await?;
+        let mut transaction =
+            sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE").await?;
+        // A rebuild may have moved a model on since the batch was read: read the checkpoints
+        // again under the write lock.
+        let mut positions = read_checkpoints(&mut transaction).await?;
+        for model in Model::ALL {
+            let from = positions[model.index()];
+            if from >= last {
+                continue;
+            }
+            let batch: Vec<&Parsed> = parsed
+                .iter()
+                .filter(|(event, _)| event.position > from)
+                .collect();
+            with_model!(model, M => apply_events::<M>(&mut transaction, M::NAME, &batch).await?);
+            sqlx::query("UPDATE projection_checkpoints SET position = ? WHERE model = ?")
+                .bind(last as i64)
+                .bind(model.name())
+                .execute(&mut *transaction)
+                .await?;
+            positions[model.index()] = last;
+        }
+        transaction.commit().await?;
+        self.positions.send_replace(positions);
+        self.report_lag();
+        Ok(true)
+    }
+
+    /// Publishes positions read back from the database (after a rebuild swapped tables in).
+    pub(crate) async fn reload_positions(&self) -> Result<(), ProjectionError> {
+        let positions = read_checkpoints(&mut *self.writer.acquire().await?).await?;
+        self.positions.send_replace(positions);
+        Ok(())
+    }
+
+    fn report_lag(&self) {
+        let head = self.store.head().position;
+        for model in Model::ALL {
+            let lag = head.saturating_sub(self.positions()[model.index()]);
+            metrics::gauge!("chronicle_projection_lag_events", "model" => model.name())
+                .set(lag as f64);
+        }
+    }
+}
+
+/// Reads every model's checkpoint.
+pub(crate) async fn read_checkpoints(
+    connection: &mut SqliteConnection,
+) -> Result<Positions, ProjectionError> {
+    let mut positions = [0; Model::ALL.len()];
+    for row in sqlx::query("SELECT model, position FROM projection_checkpoints")
+        .fetch_all(connection)
+        .await?
+    {
+        let name: &str = row.try_get(0)?;
+        if let Some(model) = Model::from_name(name) {
+            positions[model.index()] = row.try_get::<i64, _>(1)? as u64;
+        }
+    }
+    Ok(positions)
+}
