@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{events, integrity, live, models, observability, server, tokens, webhooks};
+use crate::{events, integrity, live, models, observability, search, server, tokens, webhooks};
 
 /// Every route of the API.
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use crate::{events, integrity, live, models, observability, server, tokens, webh
         webhooks::delete_webhook,
         webhooks::resume_webhook,
         webhooks::list_deliveries,
+        search::audit,
         models::machines,
         models::machine,
         models::sessions,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
 use crate::server::AppState;
 
@@ -33,7 +33,8 @@ const MAX_LIMIT: u32 = 1_000;
 /// How long `min_position` waits for the index before answering 503 `not_caught_up`.
 const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditParameters {
     #[serde(default)]
     q: String,
@@ -46,17 +47,22 @@ pub(crate) struct AuditParameters {
     facets: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditAnswer {
     hits: Vec<RecordedEvent>,
     total: u64,
     next_cursor: Option<String>,
     position: u64,
+    /// Hits per event category (`type`) and per UTC day (`day`), when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     facets: Option<Facets>,
 }
 
 /// `GET /v1/workspaces/WS/audit?q=&from=&to=&limit=&cursor=&min_position=&facets=type,day`.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/audit", tag = "audit", params(("workspace" = String, Path), AuditParameters),
+    description = "Searches the workspace's audit log, newest first; the search is itself recorded as `audit.searched` (scope `read`).",
+    responses((status = 200, body = AuditAnswer), (status = 400, description = "invalid_query (with `position`) or invalid_parameter", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "not_caught_up: the index did not reach min_position in 5 s", body = ErrorBody)))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Path(workspace): Path<String>,

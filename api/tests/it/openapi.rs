@@ -41,6 +41,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/workspaces/{workspace}/members"),
     ("get", "/v1/workspaces/{workspace}/billing"),
     ("get", "/v1/workspaces/{workspace}/activity"),
+    ("get", "/v1/workspaces/{workspace}/audit"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -200,6 +201,39 @@ async fn real_answers_of_every_json_route_match_the_document() {
         (
             "/v1/workspaces/{workspace}/webhooks/{id}/deliveries",
             format!("/v1/workspaces/ws_acme/webhooks/{webhook}/deliveries"),
+        ),
+        (
+            "/v1/workspaces/{workspace}/audit",
+            "/v1/workspaces/ws_acme/audit?q=type:machine.*&facets=type,day&min_position=2"
+                .to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/machines",
+            "/v1/workspaces/ws_acme/machines?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/machines/{id}",
+            "/v1/workspaces/ws_acme/machines/mch_1?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/sessions",
+            "/v1/workspaces/ws_acme/sessions?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/schedules",
+            "/v1/workspaces/ws_acme/schedules?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/members",
+            "/v1/workspaces/ws_acme/members?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/billing",
+            "/v1/workspaces/ws_acme/billing?min_position=2".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/activity",
+            "/v1/workspaces/ws_acme/activity?min_position=2&as_of=2".to_owned(),
         ),
         ("/healthz", "/healthz".to_owned()),
         ("/readyz", "/readyz".to_owned()),
