@@ -56,15 +56,25 @@ impl EventPool {
         }
     }
 
-    /// Returns the next `count` events, validated and prepared, each with a new id.
-    pub fn next_batch(&mut self, count: usize) -> Vec<PreparedEvent> {
+    /// Returns the next `count` events as producers send them, each with a new id.
+    pub fn raw_batch(&mut self, count: usize) -> Vec<Value> {
         (0..count)
             .map(|_| {
                 let mut value = self.events[self.next % self.events.len()].clone();
                 self.next += 1;
                 value["id"] = Value::String(self.ids.next().to_string());
+                value
+            })
+            .collect()
+    }
+
+    /// Returns the next `count` events, validated and prepared, each with a new id.
+    pub fn next_batch(&mut self, count: usize) -> Vec<PreparedEvent> {
+        self.raw_batch(count)
+            .iter()
+            .map(|value| {
                 PreparedEvent::new(
-                    NewEvent::from_json(&value, Uuid::nil()).expect("generated events are valid"),
+                    NewEvent::from_json(value, Uuid::nil()).expect("generated events are valid"),
                 )
             })
             .collect()
