@@ -345,3 +345,62 @@ pub(crate) async fn activity(
 ) -> Result<Json<ListAnswer>, ApiError> {
     list(&state, Model::Activity, &workspace, params, None).await
 }
+
+/// A rebuild request: the models to rebuild, all of them when empty or absent.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RebuildRequest {
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+/// What a rebuild did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RebuildAnswer {
+    models: Vec<&'static str>,
+    /// The log position the rebuilt models reflect.
+    position: u64,
+}
+
+/// `POST /v1/rebuild` (admin): rebuilds read models from the log into fresh tables while the
+/// old ones keep answering, then swaps them in; answers once the new tables serve.
+#[utoipa::path(post, path = "/v1/rebuild", tag = "read models", request_body = RebuildRequest,
+    description = "Rebuilds read models from the log with no downtime (scope `admin`, bound to no workspace).",
+    responses((status = 200, body = RebuildAnswer),
+        (status = 400, description = "An unknown model", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 429, description = "Past the token's rate", body = ErrorBody)))]
+pub(crate) async fn rebuild(
+    State(state): State<AppState>,
+    body: Option<Json<RebuildRequest>>,
+) -> Result<Json<RebuildAnswer>, ApiError> {
+    let Json(request) = body.unwrap_or_default();
+    let models = if request.models.is_empty() {
+        Model::ALL.to_vec()
+    } else {
+        request
+            .models
+            .iter()
+            .map(|name| {
+                Model::from_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = Model::ALL.iter().map(|model| model.name()).collect();
+                    ApiError::bad_request(
+                        "invalid_model",
+                        format!(
+                            "`{name}` is not a read model: use one of {}",
+                            names.join(", ")
+                        ),
+                    )
+                    .with("field", "models")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let position = state.projections.rebuild(&models, |_| {}).await?;
+    tracing::info!(position, models = ?models.iter().map(|model| model.name()).collect::<Vec<_>>(), "read models rebuilt");
+    Ok(Json(RebuildAnswer {
+        models: models.iter().map(|model| model.name()).collect(),
+        position,
+    }))
+}

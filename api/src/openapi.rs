@@ -35,6 +35,7 @@ use crate::{events, integrity, live, models, observability, search, server, toke
         webhooks::resume_webhook,
         webhooks::list_deliveries,
         search::audit,
+        models::rebuild,
         models::machines,
         models::machine,
         models::sessions,

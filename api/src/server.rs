@@ -137,6 +137,7 @@ pub fn router(state: AppState) -> Router {
             scoped(Admin, post(tokens::create).get(tokens::list)),
         )
         .route("/tokens/{id}", scoped(Admin, delete(tokens::revoke)))
+        .route("/rebuild", scoped(Admin, post(models::rebuild)))
         .route(
             "/workspaces/{workspace}/checkpoint",
             scoped(Read, get(integrity::workspace_checkpoint)),

@@ -56,6 +56,9 @@ struct RebuildArgs {
     model: Option<String>,
     #[command(flatten)]
     storage: StorageArgs,
+    /// Rebuild inside a running server (no downtime) instead of in the data directory.
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Debug, Clone, Args)]

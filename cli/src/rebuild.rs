@@ -20,6 +20,9 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         })?],
         None => Model::ALL.to_vec(),
     };
+    if let Some(url) = &args.remote.url {
+        return rebuild_remotely(url, args.remote.token.as_deref(), &models).await;
+    }
     let data = DataDir::open(&args.storage.data, args.storage.database_url.as_deref())?;
     let store = data.open_store(&args.storage).await?;
     let projections = Projections::open(store.clone(), ProjectionsConfig::default())
@@ -44,5 +47,33 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         position as f64 / seconds.max(f64::EPSILON)
     );
     store.shutdown().await;
+    Ok(())
+}
+
+/// Asks a running server to rebuild: it fills fresh tables while the old ones answer, then
+/// swaps them in, and answers once the new ones serve.
+async fn rebuild_remotely(url: &str, token: Option<&str>, models: &[Model]) -> anyhow::Result<()> {
+    let token = token.context("--url needs an admin token: pass --token or set CHRONICLE_TOKEN")?;
+    let names: Vec<&str> = models.iter().map(|model| model.name()).collect();
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/rebuild", url.trim_end_matches('/')))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "models": names }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = answer["error"]["message"].as_str().unwrap_or("no message");
+        return Err(anyhow!("{message} ({status})"));
+    }
+    eprintln!(
+        "{url} rebuilt {} up to position {} in {:.1} s, serving throughout",
+        names.join(", "),
+        answer["position"],
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

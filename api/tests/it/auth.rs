@@ -73,6 +73,12 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/tokens", Log(Admin), None),
         route(Method::DELETE, "/v1/tokens/{victim}", Log(Admin), None),
         route(
+            Method::POST,
+            "/v1/rebuild",
+            Log(Admin),
+            Some(json!({"models": ["activity"]})),
+        ),
+        route(
             Method::GET,
             "/v1/workspaces/{ws}/checkpoint",
             Workspace(Read),

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tokens"),
     ("get", "/v1/tokens"),
     ("delete", "/v1/tokens/{id}"),
+    ("post", "/v1/rebuild"),
     ("get", "/v1/workspaces/{workspace}/checkpoint"),
     ("get", "/v1/workspaces/{workspace}/proofs/inclusion"),
     ("get", "/v1/workspaces/{workspace}/proofs/consistency"),
@@ -252,6 +253,22 @@ async fn real_answers_of_every_json_route_match_the_document() {
         )
         .await;
     check(&openapi, "delete", "/v1/tokens/{id}", status, &body);
+
+    // A rebuild answers once the rebuilt tables serve; an unknown model is named.
+    let rebuild = json!({"models": ["machines"]});
+    let (status, body) = app
+        .send(Method::POST, "/v1/rebuild", Some(TOKEN), Some(&rebuild))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["position"], app.head().await);
+    check(&openapi, "post", "/v1/rebuild", status, &body);
+    let unknown = json!({"models": ["nope"]});
+    let (status, body) = app
+        .send(Method::POST, "/v1/rebuild", Some(TOKEN), Some(&unknown))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "models");
+    check(&openapi, "post", "/v1/rebuild", status, &body);
 
     // The check is not vacuous: a wrong answer fails it.
     let wrong = std::panic::catch_unwind(|| {

@@ -544,3 +544,41 @@ fn search_prints_the_newest_hits_over_the_data_directory_and_through_a_server() 
     assert_eq!(actors, ["chronicle-cli", "admin"], "{stream}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn rebuild_runs_on_the_data_directory_and_inside_a_running_server() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let file = history_file(directory.path(), &small_history()[..500]);
+    assert!(
+        run(&["ingest", file.to_str().unwrap(), "--data", data_arg])
+            .status
+            .success()
+    );
+    let output = run(&["rebuild", "machines", "--data", data_arg]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("rebuilt machines up to position 500"),
+        "{}",
+        text(&output)
+    );
+    let output = run(&["rebuild", "nope", "--data", data_arg]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("`nope` is not a read model"));
+
+    let server = Server::start(&["serve", "--data", data_arg]);
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let output = run(&["rebuild", "--url", &server.url, "--token", &admin]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("up to position 500"),
+        "{}",
+        text(&output)
+    );
+    assert!(text(&output).contains("serving throughout"));
+    server.stop();
+}
