@@ -340,6 +340,9 @@ impl Indexer {
             searcher,
             halted: None,
         });
+        let lag = self.store.head().position.saturating_sub(position);
+        metrics::gauge!("chronicle_index_lag_events").set(lag as f64);
+        metrics::gauge!("chronicle_index_position").set(position as f64);
         tracing::debug!(position, "search index committed");
         Ok(())
     }
