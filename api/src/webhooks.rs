@@ -385,6 +385,9 @@ fn signature(secret: &str, unix_time: i64, body: &[u8]) -> String {
     )
 }
 
+/// How often, on a shared PostgreSQL database, the delivering process lists webhooks again.
+const RELIST_OTHER_NODES: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Delivers to every active webhook until the server stops: one task per webhook, started
 /// and stopped as webhooks are created, deleted, paused and resumed.
 pub(crate) async fn deliver_webhooks(state: AppState) {
@@ -402,6 +405,22 @@ pub(crate) async fn deliver_webhooks(state: AppState) {
         }
     };
     let mut stopping = state.stopping.subscribe();
+    // With several processes on one PostgreSQL database, one of them delivers.
+    let _leadership = tokio::select! {
+        leadership = state.store.lead("chronicle webhooks") => match leadership {
+            Ok(leadership) => leadership,
+            Err(error) => {
+                tracing::error!(error = %error, "webhook delivery cannot start: no leadership");
+                return;
+            }
+        },
+        _ = stopping.wait_for(|stopping| *stopping) => return,
+    };
+    // Webhooks created through another process are noticed by listing again now and then.
+    let relist_every = match state.store.backend().dialect() {
+        chronicle_store::Dialect::Sqlite => None,
+        chronicle_store::Dialect::Postgres => Some(RELIST_OTHER_NODES),
+    };
     let mut tasks = JoinSet::new();
     let mut running: HashMap<Uuid, AbortHandle> = HashMap::new();
     let mut failed_listings = 0;
@@ -452,6 +471,7 @@ pub(crate) async fn deliver_webhooks(state: AppState) {
                 running.retain(|_, handle| handle.id() != task);
             }
             _ = tokio::time::sleep(relist_after.unwrap_or_default()), if relist_after.is_some() => {}
+            _ = tokio::time::sleep(relist_every.unwrap_or_default()), if relist_every.is_some() => {}
             changed = stopping.changed() => {
                 if changed.is_err() {
                     break;

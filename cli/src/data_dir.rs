@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chronicle_store::checkpoint::{self, NoteSigner};
-use chronicle_store::{Store, StoreConfig};
+use chronicle_store::{Backend, Store, StoreConfig};
 use rand::RngCore;
 
 use crate::StorageArgs;
@@ -16,17 +16,14 @@ use crate::StorageArgs;
 #[derive(Debug)]
 pub struct DataDir {
     root: PathBuf,
+    database_url: Option<String>,
     _lock: File,
 }
 
 impl DataDir {
-    /// Creates the directory when missing and takes its lock.
+    /// Creates the directory when missing and takes its lock. With a PostgreSQL `database_url`
+    /// the log and read models live there, and the directory keeps the search index and key.
     pub fn open(root: &Path, database_url: Option<&str>) -> anyhow::Result<DataDir> {
-        if database_url.is_some() {
-            bail!(
-                "--database-url (PostgreSQL) is not supported by this build yet: leave it unset to use the embedded database"
-            );
-        }
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create the data directory {}", root.display()))?;
         let lock_path = root.join("lock");
@@ -44,6 +41,7 @@ impl DataDir {
         }
         Ok(DataDir {
             root: root.to_owned(),
+            database_url: database_url.map(str::to_owned),
             _lock: lock,
         })
     }
@@ -52,8 +50,12 @@ impl DataDir {
         &self.root
     }
 
-    pub fn database_path(&self) -> PathBuf {
-        self.root.join("chronicle.db")
+    /// Returns where the log is: the PostgreSQL database, else DATA/chronicle.db.
+    pub fn backend(&self) -> anyhow::Result<Backend> {
+        Ok(Backend::from_url_or_path(
+            self.database_url.as_deref(),
+            &self.root.join("chronicle.db"),
+        )?)
     }
 
     /// Returns the search index directory, DATA/index.
@@ -82,12 +84,13 @@ impl DataDir {
 
     /// Opens the event log of this directory.
     pub async fn open_store(&self, storage: &StorageArgs) -> anyhow::Result<Store> {
-        let path = self.database_path();
-        let mut config = StoreConfig::new(&path, self.signer(storage)?);
+        let backend = self.backend()?;
+        let place = backend.describe();
+        let mut config = StoreConfig::with_backend(backend, self.signer(storage)?);
         config.origin = storage.origin.clone();
         Store::open(config)
             .await
-            .with_context(|| format!("cannot open the event log at {}", path.display()))
+            .with_context(|| format!("cannot open the event log at {place}"))
     }
 
     /// Returns the admin token: the one given, else the one in DATA/admin-token, else a new one

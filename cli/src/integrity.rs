@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow, bail};
 use chronicle_domain::merkle::{self, Frontier, Hash};
 use chronicle_domain::{canonical_json, leaf_hash};
 use chronicle_store::checkpoint::{NoteSigner, NoteVerifier, open_signed_checkpoint};
-use chronicle_store::{TreeId, verify_database};
+use chronicle_store::{Backend, TreeId, verify_database};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -49,13 +49,12 @@ fn verifier(key: Option<&Path>, data: Option<&Path>) -> anyhow::Result<NoteVerif
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     if let Some(bundle) = &args.bundle {
-        bail!(
-            "{}: verifying evidence bundles is not supported by this build yet",
-            bundle.display()
-        );
+        return verify_bundle_file(bundle, args.key.as_deref());
     }
     let problems = match (&args.data, &args.remote.url) {
-        (Some(data), None) => verify_data(data, args.key.as_deref()).await?,
+        (Some(data), None) => {
+            verify_data(data, args.database_url.as_deref(), args.key.as_deref()).await?
+        }
         (None, Some(url)) => {
             let token = args
                 .remote
@@ -80,16 +79,52 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     )
 }
 
-async fn verify_data(data: &Path, key: Option<&Path>) -> anyhow::Result<Vec<String>> {
+/// Checks an evidence bundle offline and prints each check in plain words.
+fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
+    let size = std::fs::metadata(bundle)
+        .with_context(|| format!("cannot read {}", bundle.display()))?
+        .len();
+    if size > chronicle_evidence::MAX_UNPACKED_BYTES {
+        bail!(
+            "{}: {size} bytes is larger than any bundle this verifier reads",
+            bundle.display()
+        );
+    }
+    let bytes =
+        std::fs::read(bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
+    let trusted = key
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the key {}", path.display()))
+        })
+        .transpose()?;
+    let report = chronicle_evidence::verify_bundle(&bytes, trusted.as_deref());
+    print!("{report}");
+    let failed = report.failures().count();
+    if failed > 0 {
+        bail!(
+            "{failed} check(s) failed: {} does not verify",
+            bundle.display()
+        );
+    }
+    println!("{} verifies", bundle.display());
+    Ok(())
+}
+
+async fn verify_data(
+    data: &Path,
+    database_url: Option<&str>,
+    key: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
     let verifier = verifier(key, Some(data))?;
-    let database = data.join("chronicle.db");
+    let database = Backend::from_url_or_path(database_url, &data.join("chronicle.db"))?;
     let bar = progress_bar(0);
     let report = verify_database(&database, &verifier, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
     .await
-    .with_context(|| format!("cannot read {}", database.display()))?;
+    .with_context(|| format!("cannot read {}", database.describe()))?;
     bar.finish_and_clear();
     println!(
         "checked {} events, {} trees, {} signed checkpoints in {}",

@@ -5,15 +5,19 @@ use std::collections::BTreeSet;
 use chronicle_domain::models::{ReadModel, fold};
 use chronicle_domain::{RecordedEvent, parse_timestamp};
 use chronicle_store::Direction;
+use chronicle_store::db::{Access, Backend, Sql};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Row, Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, Connection, Executor, Row};
 use time::OffsetDateTime;
 
 use crate::error::ProjectionError;
 use crate::runner::Projections;
 use crate::tables::{Column, Model, SqlModel, with_model};
 use crate::writer::write;
+
+/// The read models' tables, for the in-memory copies `as_of` answers are built in.
+const READ_MODEL_SCHEMA: &str = include_str!("../../migrations/sqlite/0004_read_models.sql");
 
 /// Events per read when an `as_of` answer folds a workspace's history.
 const HISTORY_PAGE: u32 = 1_000;
@@ -109,12 +113,12 @@ impl AsOf {
 
 /// Where a query reads: the live tables, or an in-memory copy built for an `as_of` answer.
 enum Source {
-    Live(PoolConnection<Sqlite>),
-    Snapshot(SqliteConnection),
+    Live(PoolConnection<Any>),
+    Snapshot(AnyConnection),
 }
 
 impl Source {
-    fn connection(&mut self) -> &mut SqliteConnection {
+    fn connection(&mut self) -> &mut AnyConnection {
         match self {
             Source::Live(connection) => connection,
             Source::Snapshot(connection) => connection,
@@ -153,7 +157,7 @@ impl Projections {
         let mut transaction = source.connection().begin().await?;
         let position = checkpoint(&mut transaction, model.name()).await?;
         let doc: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT doc FROM {} WHERE key = ? AND workspace = ?",
+            "SELECT doc FROM {} WHERE key = $1 AND workspace = $2",
             model.name()
         ))
         .bind(key)
@@ -185,7 +189,7 @@ impl Projections {
         model: Model,
         workspace: &str,
         as_of: AsOf,
-    ) -> Result<SqliteConnection, ProjectionError> {
+    ) -> Result<AnyConnection, ProjectionError> {
         let events = self
             .workspace_history(workspace, as_of, model == Model::Machines)
             .await?;
@@ -193,20 +197,14 @@ impl Projections {
             AsOf::Position(position) => position.min(self.store.head().position),
             AsOf::Time(_) => events.last().map_or(0, |event| event.position),
         };
-        let schema: Vec<String> = sqlx::query_scalar(
-            "SELECT sql FROM sqlite_master WHERE tbl_name IN (?, 'projection_checkpoints') \
-             AND sql IS NOT NULL ORDER BY type DESC",
-        )
-        .bind(model.name())
-        .fetch_all(&self.readers)
-        .await?;
-        let mut memory = SqliteConnection::connect("sqlite::memory:").await?;
-        for statement in schema {
-            sqlx::query(&statement).execute(&mut memory).await?;
-        }
-        sqlx::query("INSERT INTO projection_checkpoints (model, position) VALUES (?, ?)")
-            .bind(model.name())
+        // The copy is an in-memory SQLite database on either backend, with the embedded schema.
+        let mut memory = Backend::Sqlite(":memory:".into())
+            .connect(Access::ReadWrite)
+            .await?;
+        memory.execute(READ_MODEL_SCHEMA).await?;
+        sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE model = $2")
             .bind(position as i64)
+            .bind(model.name())
             .execute(&mut memory)
             .await?;
         with_model!(model, M => {
@@ -276,12 +274,9 @@ impl Projections {
 }
 
 /// Returns a model's checkpoint.
-async fn checkpoint(
-    connection: &mut SqliteConnection,
-    model: &str,
-) -> Result<u64, ProjectionError> {
+async fn checkpoint(connection: &mut AnyConnection, model: &str) -> Result<u64, ProjectionError> {
     let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE model = ?")
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE model = $1")
             .bind(model)
             .fetch_optional(connection)
             .await?;
@@ -289,41 +284,43 @@ async fn checkpoint(
 }
 
 async fn list_on<M: SqlModel>(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     workspace: &str,
     filters: &Filters,
     page: &PageRequest,
 ) -> Result<Page, ProjectionError> {
     let position = checkpoint(connection, M::NAME).await?;
-    let mut sql = format!("SELECT sort, doc FROM {} WHERE workspace = ?", M::NAME);
-    let mut binds = vec![Column::Text(workspace.to_owned())];
+    let mut query = Sql::new(format!(
+        "SELECT sort, doc FROM {} WHERE workspace = ",
+        M::NAME
+    ));
+    query.bind(workspace.to_owned());
     for condition in M::conditions(filters)? {
-        sql.push_str(" AND ");
-        sql.push_str(condition.sql);
-        binds.push(condition.value);
-    }
-    if let Some(cursor) = &page.cursor {
-        let after = decode_cursor(cursor)?;
-        sql.push_str(if M::DESCENDING {
-            " AND sort < ?"
-        } else {
-            " AND sort > ?"
-        });
-        binds.push(Column::Text(after));
-    }
-    sql.push_str(if M::DESCENDING {
-        " ORDER BY sort DESC LIMIT ?"
-    } else {
-        " ORDER BY sort LIMIT ?"
-    });
-    binds.push(Column::Integer(i64::from(page.limit) + 1));
-    let mut query = sqlx::query(&sql);
-    for bind in binds {
-        query = match bind {
+        // Each condition has one `?`, where its value goes.
+        let (before, after) = condition.sql.split_once('?').unwrap_or((condition.sql, ""));
+        query.push(" AND ").push(before);
+        match condition.value {
             Column::Text(text) => query.bind(text),
             Column::Integer(number) => query.bind(number),
         };
+        query.push(after);
     }
+    if let Some(cursor) = &page.cursor {
+        query
+            .push(if M::DESCENDING {
+                " AND sort < "
+            } else {
+                " AND sort > "
+            })
+            .bind(decode_cursor(cursor)?);
+    }
+    query
+        .push(if M::DESCENDING {
+            " ORDER BY sort DESC LIMIT "
+        } else {
+            " ORDER BY sort LIMIT "
+        })
+        .bind(i64::from(page.limit) + 1);
     let rows = query.fetch_all(connection).await?;
     let more = rows.len() > page.limit as usize;
     let mut items = Vec::with_capacity(rows.len());

@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 
-use chronicle_store::StoreError;
-use sqlx::{Row, SqliteConnection};
+use chronicle_store::db;
+use chronicle_store::{Dialect, StoreError};
+use sqlx::{AnyConnection, Row};
 
 use crate::error::ProjectionError;
 use crate::runner::Projections;
@@ -31,7 +32,9 @@ impl Projections {
         // moving between the rebuild's batches.
         let mut indexes = Vec::new();
         for &model in models {
-            indexes.extend(create_shadow(&mut *self.writer.acquire().await?, model).await?);
+            indexes.extend(
+                create_shadow(&mut *self.writer.acquire().await?, self.dialect, model).await?,
+            );
         }
         let mut applied = 0;
         // Positions are gap-free, so the batches up to the head are known ranges: the next
@@ -85,41 +88,65 @@ impl Projections {
         // The swap: under the write lock no event can commit, so catching up to the head here
         // is finite, and the new tables go live exactly at their checkpoint.
         let mut connection = self.writer.acquire().await?;
-        let mut transaction =
-            sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE").await?;
-        loop {
-            let events = self.store.read_all(position, self.batch_size).await?;
-            let Some(last) = events.last() else { break };
-            position = last.position;
-            applied += events.len() as u64;
-            apply_to_shadows(&mut transaction, models, &parse_batch(events)).await?;
-        }
-        for &model in models {
-            let table = model.name();
-            sqlx::query(&format!("DROP TABLE {table}"))
-                .execute(&mut *transaction)
-                .await?;
-            sqlx::query(&format!(
-                "ALTER TABLE {table}{SHADOW_SUFFIX} RENAME TO {table}"
-            ))
-            .execute(&mut *transaction)
-            .await?;
-            sqlx::query("UPDATE projection_checkpoints SET position = ? WHERE model = ?")
-                .bind(position as i64)
-                .bind(table)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        transaction.commit().await?;
+        self.begin_write(&mut connection).await?;
+        let swapped = self.swap(&mut connection, models, position).await;
         drop(connection);
+        let (position, caught_up) = swapped?;
+        applied += caught_up;
         progress(applied);
         self.reload_positions().await?;
         Ok(position)
     }
 }
 
+impl Projections {
+    /// In the open write transaction: applies what the log gained since `position` to the
+    /// copies, swaps them in with their checkpoints, and commits (or rolls back). Returns the
+    /// position the new tables reflect and the events applied here.
+    async fn swap(
+        &self,
+        connection: &mut AnyConnection,
+        models: &[Model],
+        mut position: u64,
+    ) -> Result<(u64, u64), ProjectionError> {
+        let mut applied = 0;
+        let swapped: Result<(), ProjectionError> = async {
+            loop {
+                let events = self.store.read_all(position, self.batch_size).await?;
+                let Some(last) = events.last() else { break };
+                position = last.position;
+                applied += events.len() as u64;
+                apply_to_shadows(connection, models, &parse_batch(events)).await?;
+            }
+            for &model in models {
+                let table = model.name();
+                sqlx::query(&format!("DROP TABLE {table}"))
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query(&format!(
+                    "ALTER TABLE {table}{SHADOW_SUFFIX} RENAME TO {table}"
+                ))
+                .execute(&mut *connection)
+                .await?;
+                sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE model = $2")
+                    .bind(position as i64)
+                    .bind(table)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            sqlx::query("COMMIT").execute(&mut *connection).await?;
+            Ok(())
+        }
+        .await;
+        if swapped.is_err() {
+            db::rollback(connection).await;
+        }
+        swapped.map(|()| (position, applied))
+    }
+}
+
 async fn apply_to_shadows(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     models: &[Model],
     parsed: &[Parsed],
 ) -> Result<(), ProjectionError> {
@@ -134,7 +161,8 @@ async fn apply_to_shadows(
 /// Creates an empty copy of the model's table (a leftover one of a broken rebuild is dropped)
 /// and returns the statements that index it like the live table, to run once it is filled.
 async fn create_shadow(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
+    dialect: Dialect,
     model: Model,
 ) -> Result<Vec<String>, ProjectionError> {
     let table = model.name();
@@ -142,8 +170,17 @@ async fn create_shadow(
     sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
         .execute(&mut *connection)
         .await?;
+    if dialect == Dialect::Postgres {
+        // PostgreSQL copies the definition, keys and indexes (named afresh) in one statement.
+        sqlx::query(&format!(
+            "CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)"
+        ))
+        .execute(&mut *connection)
+        .await?;
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(
-        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = $1 AND sql IS NOT NULL",
     )
     .bind(table)
     .fetch_all(&mut *connection)

@@ -1,15 +1,12 @@
 //! The runner: follows the log and keeps every model's table and checkpoint in step.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle_domain::models::ReadModel;
-use chronicle_store::Store;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use chronicle_store::db::{self, Access, Durability};
+use chronicle_store::{Dialect, Store};
+use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::watch;
 
 use crate::error::ProjectionError;
@@ -42,8 +39,9 @@ impl Default for ProjectionsConfig {
 pub struct Projections {
     pub(crate) store: Store,
     /// One connection: the runner's and the rebuild's writes.
-    pub(crate) writer: SqlitePool,
-    pub(crate) readers: SqlitePool,
+    pub(crate) writer: AnyPool,
+    pub(crate) readers: AnyPool,
+    pub(crate) dialect: Dialect,
     positions: Arc<watch::Sender<Positions>>,
     pub(crate) batch_size: u32,
 }
@@ -62,24 +60,22 @@ impl Projections {
         store: Store,
         config: ProjectionsConfig,
     ) -> Result<Projections, ProjectionError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(store.database_path())
-            .journal_mode(SqliteJournalMode::Wal)
-            // Read models are rebuilt from the log, so losing the last commits to a power cut
-            // costs a replay, not data: skip the fsync of every commit.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-65536");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
+        let backend = store.backend();
+        // Read models are rebuilt from the log, so losing the last commits to a power cut costs
+        // a replay, not data: SQLite skips the fsync of every commit.
+        let writer = backend
+            .pool(Access::ReadWrite, 1, Durability::Relaxed)
             .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(config.reader_connections.max(1))
-            .connect_with(options.read_only(true))
+        let readers = backend
+            .pool(
+                Access::ReadOnly,
+                config.reader_connections,
+                Durability::Relaxed,
+            )
             .await?;
         let positions = read_checkpoints(&mut *writer.acquire().await?).await?;
         Ok(Projections {
+            dialect: backend.dialect(),
             store,
             writer,
             readers,
@@ -155,32 +151,30 @@ impl Projections {
         let last = events.last().map_or(after, |event| event.position);
         let parsed = parse_batch(events);
         let mut connection = self.writer.acquire().await?;
-        let mut transaction =
-            sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE").await?;
-        // A rebuild may have moved a model on since the batch was read: read the checkpoints
-        // again under the write lock.
-        let mut positions = read_checkpoints(&mut transaction).await?;
-        for model in Model::ALL {
-            let from = positions[model.index()];
-            if from >= last {
-                continue;
+        self.begin_write(&mut connection).await?;
+        let applied = apply_batch(&mut connection, &parsed, last).await;
+        let positions = match applied {
+            Ok(positions) => positions,
+            Err(error) => {
+                db::rollback(&mut connection).await;
+                return Err(error);
             }
-            let batch: Vec<&Parsed> = parsed
-                .iter()
-                .filter(|(event, _)| event.position > from)
-                .collect();
-            with_model!(model, M => apply_events::<M>(&mut transaction, M::NAME, &batch).await?);
-            sqlx::query("UPDATE projection_checkpoints SET position = ? WHERE model = ?")
-                .bind(last as i64)
-                .bind(model.name())
-                .execute(&mut *transaction)
-                .await?;
-            positions[model.index()] = last;
-        }
-        transaction.commit().await?;
+        };
         self.positions.send_replace(positions);
         self.report_lag();
         Ok(true)
+    }
+
+    /// Begins a transaction that writes read models: one writer at a time, across every
+    /// process on a PostgreSQL database.
+    pub(crate) async fn begin_write(
+        &self,
+        connection: &mut AnyConnection,
+    ) -> Result<(), ProjectionError> {
+        self.dialect
+            .begin_write(connection, db::lock_key("chronicle projections"))
+            .await?;
+        Ok(())
     }
 
     /// Publishes positions read back from the database (after a rebuild swapped tables in).
@@ -200,9 +194,39 @@ impl Projections {
     }
 }
 
+/// Applies a batch ending at `last` to every model behind it, in the open transaction, and
+/// commits. A rebuild, or another process's runner, may have moved a model on since the batch
+/// was read: the checkpoints are read again under the write lock.
+async fn apply_batch(
+    connection: &mut AnyConnection,
+    parsed: &[Parsed],
+    last: u64,
+) -> Result<Positions, ProjectionError> {
+    let mut positions = read_checkpoints(connection).await?;
+    for model in Model::ALL {
+        let from = positions[model.index()];
+        if from >= last {
+            continue;
+        }
+        let batch: Vec<&Parsed> = parsed
+            .iter()
+            .filter(|(event, _)| event.position > from)
+            .collect();
+        with_model!(model, M => apply_events::<M>(connection, M::NAME, &batch).await?);
+        sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE model = $2")
+            .bind(last as i64)
+            .bind(model.name())
+            .execute(&mut *connection)
+            .await?;
+        positions[model.index()] = last;
+    }
+    sqlx::query("COMMIT").execute(&mut *connection).await?;
+    Ok(positions)
+}
+
 /// Reads every model's checkpoint.
 pub(crate) async fn read_checkpoints(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
 ) -> Result<Positions, ProjectionError> {
     let mut positions = [0; Model::ALL.len()];
     for row in sqlx::query("SELECT model, position FROM projection_checkpoints")

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chronicle_domain::RecordedEvent;
 use chronicle_domain::catalogue::{EventData, parse_data};
 use chronicle_domain::models::State;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use chronicle_store::db::Sql;
+use sqlx::{AnyConnection, Row};
 
 use crate::error::ProjectionError;
 use crate::tables::{Column, SqlModel};
@@ -30,7 +31,7 @@ pub(crate) fn parse_batch(events: Vec<RecordedEvent>) -> Vec<Parsed> {
 
 /// Applies `events` (in position order) to `table`, the table of model `M` or its rebuild copy.
 pub(crate) async fn apply_events<M: SqlModel>(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     table: &str,
     events: &[&Parsed],
 ) -> Result<(), ProjectionError> {
@@ -51,7 +52,7 @@ pub(crate) async fn apply_events<M: SqlModel>(
     }
     let gone: Vec<&String> = keys.iter().filter(|key| !rows.contains_key(*key)).collect();
     for key in gone {
-        sqlx::query(&format!("DELETE FROM {table} WHERE key = ?"))
+        sqlx::query(&format!("DELETE FROM {table} WHERE key = $1"))
             .bind(key)
             .execute(&mut *connection)
             .await?;
@@ -61,21 +62,16 @@ pub(crate) async fn apply_events<M: SqlModel>(
 
 /// Loads the existing rows of these keys.
 async fn load<M: SqlModel>(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     table: &str,
     keys: &BTreeSet<String>,
 ) -> Result<State<M::Row>, ProjectionError> {
     let keys: Vec<&String> = keys.iter().collect();
     let mut rows = BTreeMap::new();
     for chunk in keys.chunks(CHUNK) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT key, doc FROM {table} WHERE key IN ("));
-        let mut list = query.separated(", ");
-        for key in chunk {
-            list.push_bind(key.as_str());
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *connection).await? {
+        let mut query = Sql::new(format!("SELECT key, doc FROM {table} WHERE key IN "));
+        query.bind_list(chunk.iter().map(|key| key.as_str()));
+        for row in query.fetch_all(&mut *connection).await? {
             let key: String = row.try_get(0)?;
             let doc: &str = row.try_get(1)?;
             let value = serde_json::from_str(doc).map_err(|source| ProjectionError::Corrupt {
@@ -90,44 +86,49 @@ async fn load<M: SqlModel>(
 
 /// Inserts or replaces these rows.
 pub(crate) async fn write<M: SqlModel>(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     table: &str,
     rows: &State<M::Row>,
 ) -> Result<(), ProjectionError> {
     let rows: Vec<(&String, &M::Row)> = rows.iter().collect();
-    let mut head = format!("INSERT OR REPLACE INTO {table} (key, workspace, sort, doc");
-    for column in M::COLUMNS {
-        head.push_str(", ");
-        head.push_str(column);
-    }
-    head.push_str(") ");
+    let columns: Vec<&str> = ["workspace", "sort", "doc"]
+        .into_iter()
+        .chain(M::COLUMNS.iter().copied())
+        .collect();
+    let head = format!("INSERT INTO {table} (key, {}) ", columns.join(", "));
+    let updates: Vec<String> = columns
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    let tail = format!(" ON CONFLICT (key) DO UPDATE SET {}", updates.join(", "));
     for chunk in rows.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Sqlite>::new(&head);
+        let mut query = Sql::new(head.as_str());
         let mut failure = None;
-        query.push_values(chunk, |mut values, (key, row)| {
+        query.values(chunk, |mut values, (key, row)| {
             let doc = serde_json::to_string(row).unwrap_or_else(|error| {
                 failure = Some(error);
                 String::new()
             });
             values
-                .push_bind(key.as_str())
-                .push_bind(M::workspace(row).to_owned())
-                .push_bind(M::sort_key(key, row))
-                .push_bind(doc);
+                .bind(key.as_str())
+                .bind(M::workspace(row).to_owned())
+                .bind(M::sort_key(key, row))
+                .bind(doc);
             for column in M::columns(row) {
                 match column {
-                    Column::Text(text) => values.push_bind(text),
-                    Column::Integer(number) => values.push_bind(number),
+                    Column::Text(text) => values.bind(text),
+                    Column::Integer(number) => values.bind(number),
                 };
             }
         });
+        query.push(&tail);
         if let Some(source) = failure {
             return Err(ProjectionError::Corrupt {
                 model: M::NAME,
                 source,
             });
         }
-        query.build().execute(&mut *connection).await?;
+        query.execute(&mut *connection).await?;
     }
     Ok(())
 }

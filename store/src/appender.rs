@@ -7,16 +7,19 @@
 //! gap-free in commit order because only this task assigns them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chronicle_domain::merkle::{Frontier, Hash, NodeId, root_plan};
 use chronicle_domain::{NewEvent, Place, PreparedEvent, RecordedEvent, format_timestamp};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::checkpoint::{Checkpoint, NoteSigner};
+use crate::db::{self, APPEND_LOCK, Dialect, Sql};
 use crate::error::StoreError;
+use crate::follow;
 use crate::store::{Appended, Head, SignedCheckpoint};
 use crate::trees::{self, StoredTree};
 
@@ -24,6 +27,9 @@ use crate::trees::{self, StoredTree};
 const ROWS_PER_STATEMENT: usize = 1_000;
 /// Streams kept in memory between groups; past this the cache starts over.
 const STREAM_CACHE_LIMIT: usize = 200_000;
+/// Events appended by other processes that the appender replays into its state; past this it
+/// rereads the state instead.
+const CATCH_UP_LIMIT: u64 = 100_000;
 
 pub(crate) enum Command {
     Append(Request),
@@ -79,7 +85,8 @@ pub(crate) struct Signing {
 }
 
 pub(crate) struct Appender {
-    connection: SqliteConnection,
+    connection: AnyConnection,
+    dialect: Dialect,
     signing: Signing,
     /// The last note signed per tree, while its tree has not grown.
     notes: HashMap<String, SignedCheckpoint>,
@@ -98,12 +105,14 @@ pub(crate) struct Appender {
 impl Appender {
     /// Reads what the appender must know of the committed log.
     pub async fn load(
-        connection: SqliteConnection,
+        connection: AnyConnection,
+        dialect: Dialect,
         max_group_events: usize,
         signing: Signing,
     ) -> Result<Appender, StoreError> {
         let mut appender = Appender {
             connection,
+            dialect,
             signing,
             notes: HashMap::new(),
             log: Frontier::default(),
@@ -184,6 +193,66 @@ impl Appender {
         Ok(())
     }
 
+    /// Replays into the committed state what other processes appended since (PostgreSQL, under
+    /// the append lock): leaves into the frontiers, stream versions, workspace sequences, ids.
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut self.connection)
+            .await?;
+        let newest = newest as u64;
+        if newest == self.head.position {
+            return Ok(());
+        }
+        if newest < self.head.position || newest - self.head.position > CATCH_UP_LIMIT {
+            return self.reload().await;
+        }
+        let rows = sqlx::query(
+            "SELECT e.position, e.stream_id, s.name, e.stream_version, e.workspace_id, w.name, \
+             e.workspace_seq, e.leaf_hash, e.recorded_at FROM events e \
+             JOIN streams s ON s.stream_id = e.stream_id \
+             LEFT JOIN workspaces w ON w.workspace_id = e.workspace_id \
+             WHERE e.position > $1 ORDER BY e.position",
+        )
+        .bind(self.head.position as i64)
+        .fetch_all(&mut self.connection)
+        .await?;
+        for row in rows {
+            let position = row.try_get::<i64, _>(0)? as u64;
+            let leaf = trees::to_hash(row.try_get(7)?, 0, position - 1)?;
+            self.log.push(leaf);
+            let stream_id: i64 = row.try_get(1)?;
+            let stream = StreamState {
+                stream_id,
+                version: row.try_get::<i64, _>(3)? as u64,
+            };
+            self.streams.insert(row.try_get(2)?, stream);
+            self.next_stream_id = self.next_stream_id.max(stream_id + 1);
+            if let Some(workspace_id) = row.try_get::<Option<i64>, _>(4)? {
+                let workspace = WorkspaceState {
+                    workspace_id,
+                    seq: row.try_get::<i64, _>(6)? as u64,
+                };
+                self.workspaces.insert(row.try_get(5)?, workspace);
+                self.workspace_frontiers
+                    .entry(workspace_id)
+                    .or_default()
+                    .push(leaf);
+                self.next_workspace_id = self.next_workspace_id.max(workspace_id + 1);
+            }
+            self.head = Head {
+                position,
+                recorded_at: Some(row.try_get(8)?),
+            };
+        }
+        self.next_position = self.head.position + 1;
+        if let Some(recorded_at) = self.head.recorded_at.as_deref()
+            && let Ok(time) = chronicle_domain::parse_timestamp(recorded_at)
+        {
+            self.last_recorded_at = self.last_recorded_at.max(time);
+        }
+        Ok(())
+    }
+
     async fn load_frontier(&mut self, tree: StoredTree, size: u64) -> Result<Frontier, StoreError> {
         let hashes = trees::node_hashes(&mut self.connection, tree, &root_plan(size)).await?;
         Frontier::from_plan_hashes(size, hashes).ok_or(StoreError::MissingNode {
@@ -193,7 +262,11 @@ impl Appender {
     }
 
     /// Serves commands until a shutdown arrives and every append queued before it is done.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, head: watch::Sender<Head>) {
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        head: Arc<watch::Sender<Head>>,
+    ) {
         let mut shutdown_waiters = Vec::new();
         while let Some(command) = commands.recv().await {
             let mut group = Vec::new();
@@ -236,11 +309,9 @@ impl Appender {
     async fn commit_group(&mut self, group: Vec<Request>, head: &watch::Sender<Head>) {
         let mut outcomes: Vec<Option<Result<Vec<Appended>, StoreError>>> =
             Vec::with_capacity(group.len());
-        let result = self.place_and_write(&group, &mut outcomes).await;
+        let result = self.write_group(&group, &mut outcomes).await;
         match result {
-            Ok(()) => {
-                head.send_replace(self.head.clone());
-            }
+            Ok(()) => follow::advance(head, self.head.clone()),
             Err(error) => {
                 tracing::error!(error = %error, "group commit failed; the appender rereads the committed state");
                 for outcome in outcomes.iter_mut() {
@@ -262,6 +333,22 @@ impl Appender {
         }
     }
 
+    /// Takes the write lock, places and writes the group, commits; rolls back on failure.
+    async fn write_group(
+        &mut self,
+        group: &[Request],
+        outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
+    ) -> Result<(), StoreError> {
+        self.dialect
+            .begin_write(&mut self.connection, APPEND_LOCK)
+            .await?;
+        let result = self.place_and_write(group, outcomes).await;
+        if result.is_err() {
+            db::rollback(&mut self.connection).await;
+        }
+        result
+    }
+
     /// Places every request of the group, writes the placed rows, commits, then advances the
     /// committed state. `outcomes` gets one entry per request as it is placed.
     async fn place_and_write(
@@ -269,6 +356,9 @@ impl Appender {
         group: &[Request],
         outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
     ) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Postgres {
+            self.catch_up().await?;
+        }
         let ids: Vec<Uuid> = group
             .iter()
             .flat_map(|r| r.events.iter().map(|p| p.event.id))
@@ -288,6 +378,7 @@ impl Appender {
             outcomes.push(Some(outcome));
         }
         if rows.is_empty() {
+            sqlx::query("COMMIT").execute(&mut self.connection).await?;
             return Ok(());
         }
 
@@ -328,99 +419,105 @@ impl Appender {
         }
 
         let commit_started = std::time::Instant::now();
-        let mut transaction = self.connection.begin().await?;
+        let connection = &mut self.connection;
         for (chunk, sealed) in rows
             .chunks(ROWS_PER_STATEMENT)
             .zip(sealed.chunks(ROWS_PER_STATEMENT))
         {
-            let mut insert = QueryBuilder::<Sqlite>::new(
+            let mut insert = Sql::new(
                 "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, workspace_seq, \
                  recorded_at, body, leaf_hash) ",
             );
-            insert.push_values(
+            insert.values(
                 chunk.iter().zip(sealed),
                 |mut values, (row, (body, hash))| {
                     values
-                        .push_bind(row.place.position as i64)
-                        .push_bind(row.event.id.as_bytes().as_slice())
-                        .push_bind(row.stream_id)
-                        .push_bind(row.place.stream_version as i64)
-                        .push_bind(row.workspace_id)
-                        .push_bind(row.place.workspace_seq.map(|seq| seq as i64))
-                        .push_bind(recorded_at_text.as_str())
-                        .push_bind(body.as_slice())
-                        .push_bind(hash.as_slice());
+                        .bind(row.place.position as i64)
+                        .bind(row.event.id.as_bytes().as_slice())
+                        .bind(row.stream_id)
+                        .bind(row.place.stream_version as i64)
+                        .bind(row.workspace_id)
+                        .bind(row.place.workspace_seq.map(|seq| seq as i64))
+                        .bind(recorded_at_text.as_str())
+                        .bind(body.as_slice())
+                        .bind(hash.as_slice());
                 },
             );
-            insert.build().execute(&mut *transaction).await?;
+            insert.execute(connection).await?;
         }
         for chunk in log_nodes.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO log_nodes (level, idx, hash) ");
-            insert.push_values(chunk, |mut values, (id, hash)| {
+            let mut insert = Sql::new("INSERT INTO log_nodes (level, idx, hash) ");
+            insert.values(chunk, |mut values, (id, hash)| {
                 values
-                    .push_bind(i64::from(id.level))
-                    .push_bind(id.index as i64)
-                    .push_bind(hash.as_slice());
+                    .bind(i64::from(id.level))
+                    .bind(id.index as i64)
+                    .bind(hash.as_slice());
             });
-            insert.build().execute(&mut *transaction).await?;
+            insert.execute(connection).await?;
         }
         for chunk in workspace_nodes.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ",
-            );
-            insert.push_values(chunk, |mut values, (workspace_id, id, hash)| {
+            let mut insert =
+                Sql::new("INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ");
+            insert.values(chunk, |mut values, (workspace_id, id, hash)| {
                 values
-                    .push_bind(*workspace_id)
-                    .push_bind(i64::from(id.level))
-                    .push_bind(id.index as i64)
-                    .push_bind(hash.as_slice());
+                    .bind(*workspace_id)
+                    .bind(i64::from(id.level))
+                    .bind(id.index as i64)
+                    .bind(hash.as_slice());
             });
-            insert.build().execute(&mut *transaction).await?;
+            insert.execute(connection).await?;
         }
         let streams: Vec<(&String, &StreamState)> = state.streams.iter().collect();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut upsert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO streams (stream_id, name, version) ");
-            upsert.push_values(chunk, |mut values, (name, stream)| {
+            let mut upsert = Sql::new("INSERT INTO streams (stream_id, name, version) ");
+            upsert.values(chunk, |mut values, (name, stream)| {
                 values
-                    .push_bind(stream.stream_id)
-                    .push_bind(name.as_str())
-                    .push_bind(stream.version as i64);
+                    .bind(stream.stream_id)
+                    .bind(name.as_str())
+                    .bind(stream.version as i64);
             });
             upsert.push(" ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version");
-            upsert.build().execute(&mut *transaction).await?;
+            upsert.execute(connection).await?;
         }
         for (name, workspace) in &state.workspaces {
             sqlx::query(
-                "INSERT INTO workspaces (workspace_id, name, seq) VALUES (?, ?, ?) \
+                "INSERT INTO workspaces (workspace_id, name, seq) VALUES ($1, $2, $3) \
                  ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq",
             )
             .bind(workspace.workspace_id)
             .bind(name)
             .bind(workspace.seq as i64)
-            .execute(&mut *transaction)
+            .execute(&mut *connection)
             .await?;
         }
-        transaction.commit().await?;
+        let last_position = rows
+            .iter()
+            .map(|row| row.place.position)
+            .max()
+            .unwrap_or(self.head.position);
+        let new_head = Head {
+            position: last_position,
+            recorded_at: Some(recorded_at_text),
+        };
+        if self.dialect == Dialect::Postgres {
+            // Delivered to the other processes when, and only if, the commit lands.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(follow::CHANNEL)
+                .bind(follow::payload(&new_head))
+                .execute(&mut *connection)
+                .await?;
+        }
+        sqlx::query("COMMIT").execute(&mut *connection).await?;
         metrics::histogram!("chronicle_commit_duration_seconds")
             .record(commit_started.elapsed().as_secs_f64());
         metrics::histogram!("chronicle_group_commit_events").record(rows.len() as f64);
         metrics::counter!("chronicle_appended_events_total").increment(rows.len() as u64);
 
         // Committed: the group's state becomes the committed state.
-        let last_position = rows
-            .iter()
-            .map(|row| row.place.position)
-            .max()
-            .unwrap_or(self.head.position);
         metrics::gauge!("chronicle_log_position").set(last_position as f64);
         self.next_position = last_position + 1;
         self.last_recorded_at = recorded_at;
-        self.head = Head {
-            position: last_position,
-            recorded_at: Some(recorded_at_text),
-        };
+        self.head = new_head;
         if self.streams.len() + state.streams.len() > STREAM_CACHE_LIMIT {
             self.streams.clear();
         }
@@ -433,6 +530,15 @@ impl Appender {
 
     /// Signs the current head of a tree; a tree that has not grown gets its last note again.
     async fn checkpoint(&mut self, tree: &str) -> Result<SignedCheckpoint, StoreError> {
+        if self.dialect == Dialect::Postgres {
+            // Cover what other processes appended too.
+            self.dialect
+                .begin_write(&mut self.connection, APPEND_LOCK)
+                .await?;
+            let caught_up = self.catch_up().await;
+            db::rollback(&mut self.connection).await;
+            caught_up?;
+        }
         let (origin, frontier) = if tree.is_empty() {
             (self.signing.origin.clone(), self.log.clone())
         } else {
@@ -463,7 +569,10 @@ impl Appender {
             size: checkpoint.size,
             root: checkpoint.root,
         };
-        sqlx::query("INSERT OR IGNORE INTO checkpoints (tree, size, root, note, signed_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query(
+            "INSERT INTO checkpoints (tree, size, root, note, signed_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
             .bind(tree)
             .bind(signed.size as i64)
             .bind(signed.root.as_slice())
@@ -650,15 +759,9 @@ impl Appender {
     ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
         let mut found = HashMap::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT position, body, leaf_hash FROM events WHERE id IN (",
-            );
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_bytes().to_vec());
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&mut self.connection).await? {
+            let mut query = Sql::new("SELECT position, body, leaf_hash FROM events WHERE id IN ");
+            query.bind_list(chunk.iter().map(|id| id.as_bytes().as_slice()));
+            for row in query.fetch_all(&mut self.connection).await? {
                 let event = crate::reads::decode_row(&row)?;
                 found.insert(event.id, event);
             }
@@ -669,15 +772,9 @@ impl Appender {
     /// Brings the committed state of these streams into the cache; absent streams stay absent.
     async fn load_streams(&mut self, names: &[&str]) -> Result<(), StoreError> {
         for chunk in names.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT stream_id, name, version FROM streams WHERE name IN (",
-            );
-            let mut list = query.separated(", ");
-            for name in chunk {
-                list.push_bind(*name);
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&mut self.connection).await? {
+            let mut query = Sql::new("SELECT stream_id, name, version FROM streams WHERE name IN ");
+            query.bind_list(chunk.iter().copied());
+            for row in query.fetch_all(&mut self.connection).await? {
                 let state = StreamState {
                     stream_id: row.get(0),
                     version: row.get::<i64, _>(2) as u64,

@@ -20,16 +20,21 @@
 
 mod appender;
 pub mod checkpoint;
+pub mod db;
 mod error;
+mod follow;
 mod reads;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokens;
 mod trees;
 mod verify;
 mod webhooks;
 
+pub use db::{Access, Backend, Dialect, Durability};
 pub use error::{ErrorKind, StoreError};
-pub use store::{Appended, Direction, Head, SignedCheckpoint, Store, StoreConfig};
+pub use store::{Appended, Direction, Head, Leadership, SignedCheckpoint, Store, StoreConfig};
 pub use tokens::{NewToken, Scope, TokenRecord};
 pub use trees::{ConsistencyProof, InclusionProof, TreeHead, TreeId};
 pub use verify::{VerifyReport, verify_database};

@@ -1,16 +1,16 @@
 //! Reads of the log, on the pool of read-only connections.
 
 use chronicle_domain::RecordedEvent;
-use sqlx::Row;
-use sqlx::SqliteConnection;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
+use crate::db::Sql;
 use crate::error::StoreError;
 use crate::store::Direction;
 
 /// Decodes a row of `position, body, leaf_hash`.
-pub(crate) fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn decode_row(row: &AnyRow) -> Result<RecordedEvent, StoreError> {
     let position = row.try_get::<i64, _>(0)? as u64;
     let body: &[u8] = row.try_get(1)?;
     let hash: &[u8] = row.try_get(2)?;
@@ -22,17 +22,17 @@ pub(crate) fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         .map_err(|source| StoreError::Corrupt { position, source })
 }
 
-fn decode_rows(rows: &[SqliteRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+fn decode_rows(rows: &[AnyRow]) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.iter().map(decode_row).collect()
 }
 
 pub(crate) async fn read_all(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     after: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(
-        "SELECT position, body, leaf_hash FROM events WHERE position > ? ORDER BY position LIMIT ?",
+        "SELECT position, body, leaf_hash FROM events WHERE position > $1 ORDER BY position LIMIT $2",
     )
     .bind(after.min(i64::MAX as u64) as i64)
     .bind(i64::from(limit))
@@ -42,27 +42,28 @@ pub(crate) async fn read_all(
 }
 
 pub(crate) async fn read_stream(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     stream: &str,
     from_version: Option<u64>,
     limit: u32,
     direction: Direction,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let stream_id: Option<i64> = sqlx::query_scalar("SELECT stream_id FROM streams WHERE name = ?")
-        .bind(stream)
-        .fetch_optional(pool)
-        .await?;
+    let stream_id: Option<i64> =
+        sqlx::query_scalar("SELECT stream_id FROM streams WHERE name = $1")
+            .bind(stream)
+            .fetch_optional(pool)
+            .await?;
     let Some(stream_id) = stream_id else {
         return Ok(Vec::new());
     };
     let query = match direction {
         Direction::Forward => {
-            "SELECT position, body, leaf_hash FROM events WHERE stream_id = ? AND stream_version >= ? \
-             ORDER BY stream_version LIMIT ?"
+            "SELECT position, body, leaf_hash FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+             ORDER BY stream_version LIMIT $3"
         }
         Direction::Backward => {
-            "SELECT position, body, leaf_hash FROM events WHERE stream_id = ? AND stream_version <= ? \
-             ORDER BY stream_version DESC LIMIT ?"
+            "SELECT position, body, leaf_hash FROM events WHERE stream_id = $1 AND stream_version <= $2 \
+             ORDER BY stream_version DESC LIMIT $3"
         }
     };
     let from = match (direction, from_version) {
@@ -82,21 +83,19 @@ pub(crate) async fn read_stream(
 /// Returns the events at these positions, in the order asked; positions past the log are
 /// skipped.
 pub(crate) async fn events_at(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     positions: &[u64],
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     if positions.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT position, body, leaf_hash FROM events WHERE position IN (",
+    let mut query = Sql::new("SELECT position, body, leaf_hash FROM events WHERE position IN ");
+    query.bind_list(
+        positions
+            .iter()
+            .map(|&position| position.min(i64::MAX as u64) as i64),
     );
-    let mut list = query.separated(", ");
-    for &position in positions {
-        list.push_bind(position.min(i64::MAX as u64) as i64);
-    }
-    query.push(")");
-    let rows = query.build().fetch_all(pool).await?;
+    let rows = query.fetch_all(&mut *pool.acquire().await?).await?;
     let mut found: std::collections::HashMap<u64, RecordedEvent> = decode_rows(&rows)?
         .into_iter()
         .map(|event| (event.position, event))
@@ -108,10 +107,10 @@ pub(crate) async fn events_at(
 }
 
 pub(crate) async fn event_by_id(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: Uuid,
 ) -> Result<Option<RecordedEvent>, StoreError> {
-    let row = sqlx::query("SELECT position, body, leaf_hash FROM events WHERE id = ?")
+    let row = sqlx::query("SELECT position, body, leaf_hash FROM events WHERE id = $1")
         .bind(id.as_bytes().to_vec())
         .fetch_optional(pool)
         .await?;
@@ -124,13 +123,13 @@ pub(crate) async fn event_by_id(
 /// sequence, so the first sequence number past `after` is found by searching over it, each probe
 /// one indexed lookup, never a scan of the workspace.
 pub(crate) async fn read_workspace(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     workspace: &str,
     after: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut connection = pool.acquire().await?;
-    let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = ?")
+    let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = $1")
         .bind(workspace)
         .fetch_optional(&mut *connection)
         .await?;
@@ -144,8 +143,8 @@ pub(crate) async fn read_workspace(
         return Ok(Vec::new());
     };
     let rows = sqlx::query(
-        "SELECT position, body, leaf_hash FROM events WHERE workspace_id = ? AND workspace_seq >= ? \
-         ORDER BY workspace_seq LIMIT ?",
+        "SELECT position, body, leaf_hash FROM events WHERE workspace_id = $1 AND workspace_seq >= $2 \
+         ORDER BY workspace_seq LIMIT $3",
     )
     .bind(workspace_id)
     .bind(first_seq as i64)
@@ -162,7 +161,7 @@ pub(crate) async fn read_workspace(
 /// gallops back from `last_seq` (1, 2, 4 … sequence numbers) to bracket the answer, then halves
 /// the bracket: O(log k) probes for k events after `after`, O(log n) at worst.
 async fn first_seq_after(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     workspace_id: i64,
     last_seq: u64,
     after: u64,
@@ -199,12 +198,12 @@ async fn first_seq_after(
 }
 
 async fn position_at_seq(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     workspace_id: i64,
     seq: u64,
 ) -> Result<u64, StoreError> {
     let position: i64 = sqlx::query_scalar(
-        "SELECT position FROM events WHERE workspace_id = ? AND workspace_seq = ?",
+        "SELECT position FROM events WHERE workspace_id = $1 AND workspace_seq = $2",
     )
     .bind(workspace_id)
     .bind(seq as i64)

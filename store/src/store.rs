@@ -1,22 +1,18 @@
 //! The [`Store`] handle: opening, appending through the appender, reading, the head watch.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chronicle_domain::{PreparedEvent, RecordedEvent};
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::appender::{Appender, Command, Request, Signing};
 use crate::checkpoint::NoteSigner;
+use crate::db::{Access, Backend, Durability};
 use crate::error::StoreError;
 use crate::reads;
 use crate::trees::{self, ConsistencyProof, InclusionProof, TreeHead, TreeId};
@@ -24,8 +20,8 @@ use crate::trees::{self, ConsistencyProof, InclusionProof, TreeHead, TreeId};
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The SQLite database file; created with its folder when missing.
-    pub database_path: PathBuf,
+    /// The database: a SQLite file (created with its folder when missing) or PostgreSQL.
+    pub backend: Backend,
     /// The most events one group commit carries.
     pub max_group_events: usize,
     /// How many append requests may wait for the appender before callers are told to retry.
@@ -42,8 +38,13 @@ impl StoreConfig {
     /// Returns the defaults for a database at `database_path` whose checkpoints `signer` signs,
     /// with the signer's name as the origin.
     pub fn new(database_path: impl Into<PathBuf>, signer: NoteSigner) -> StoreConfig {
+        StoreConfig::with_backend(Backend::Sqlite(database_path.into()), signer)
+    }
+
+    /// Returns the defaults for any backend.
+    pub fn with_backend(backend: Backend, signer: NoteSigner) -> StoreConfig {
         StoreConfig {
-            database_path: database_path.into(),
+            backend,
             max_group_events: 20_000,
             queue_capacity: 4_096,
             reader_connections: 4,
@@ -80,6 +81,18 @@ pub struct SignedCheckpoint {
     pub root: chronicle_domain::merkle::Hash,
 }
 
+/// The role [`Store::lead`] gave; ends when dropped (the lock's connection closes).
+pub struct Leadership {
+    /// Held, never used: the lock lives as long as its session.
+    _connection: Option<sqlx::AnyConnection>,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership").finish_non_exhaustive()
+    }
+}
+
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
@@ -92,12 +105,12 @@ pub enum Direction {
 #[derive(Clone)]
 pub struct Store {
     commands: mpsc::Sender<Command>,
-    pub(crate) readers: SqlitePool,
-    pub(crate) side_writer: SqlitePool,
+    pub(crate) readers: AnyPool,
+    pub(crate) side_writer: AnyPool,
     head: watch::Receiver<Head>,
-    appender: Arc<Mutex<Option<JoinHandle<()>>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     verifier_key: Arc<str>,
-    database_path: Arc<std::path::Path>,
+    backend: Arc<Backend>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,60 +124,43 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store, runs migrations and starts the appender.
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        if let Some(folder) = config.database_path.parent()
-            && !folder.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(folder).map_err(|error| {
-                StoreError::Unavailable(format!("cannot create {}: {error}", folder.display()))
-            })?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(&config.database_path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // Checkpoint the WAL every 64 MiB rather than every 4 MiB: an index page touched by
-            // many group commits is copied back to the database once.
-            .pragma("wal_autocheckpoint", "16384")
-            .log_statements(tracing::log::LevelFilter::Trace);
-        let mut writer = options.clone().connect().await?;
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&mut writer)
-            .await?;
-        writer.ping().await?;
-
+        let backend = config.backend;
+        backend.migrate().await?;
+        let writer = backend.connect(Access::ReadWrite).await?;
         // Tables beside the log (tokens, webhooks and their cursors) are written through one
         // more connection; SQLite serialises it with the appender's commits.
-        let side_writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(config.reader_connections.max(1))
-            .connect_with(options.read_only(true))
+        let side_writer = backend.pool(Access::ReadWrite, 1, Durability::Full).await?;
+        let readers = backend
+            .pool(
+                Access::ReadOnly,
+                config.reader_connections,
+                Durability::Full,
+            )
             .await?;
 
         let verifier_key = Arc::from(config.signer.verifier_key());
-        let database_path = Arc::from(config.database_path.as_path());
         let signing = Signing {
             signer: config.signer,
             origin: config.origin,
         };
-        let appender = Appender::load(writer, config.max_group_events, signing).await?;
+        let appender =
+            Appender::load(writer, backend.dialect(), config.max_group_events, signing).await?;
         let (head_sender, head) = watch::channel(appender.head());
+        let head_sender = Arc::new(head_sender);
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
-        let task = tokio::spawn(appender.run(receiver, head_sender));
+        let mut tasks = vec![tokio::spawn(appender.run(receiver, head_sender.clone()))];
+        if let Backend::Postgres(url) = &backend {
+            // Other processes append to the same database: follow their commits too.
+            tasks.push(crate::follow::spawn(url.clone(), readers.clone(), head_sender).await?);
+        }
         Ok(Store {
             commands,
             readers,
             side_writer,
             head,
-            appender: Arc::new(Mutex::new(Some(task))),
+            tasks: Arc::new(Mutex::new(tasks)),
             verifier_key,
-            database_path,
+            backend: Arc::new(backend),
         })
     }
 
@@ -294,10 +290,30 @@ impl Store {
         &self.verifier_key
     }
 
-    /// Returns the SQLite database file, for the tables kept beside the log by other crates
-    /// (the read models) through connections of their own.
-    pub fn database_path(&self) -> &std::path::Path {
-        &self.database_path
+    /// Returns the database, for the tables kept beside the log by other crates (the read
+    /// models) through connections of their own.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Waits until this process is the one that does `work` among every process on the
+    /// database, and holds that role while the answer lives. On SQLite one process owns the
+    /// database, so it leads at once; on PostgreSQL a session advisory lock on a connection of
+    /// its own decides, and a process that dies lets the next one in.
+    pub async fn lead(&self, work: &str) -> Result<Leadership, StoreError> {
+        match self.backend.dialect() {
+            crate::Dialect::Sqlite => Ok(Leadership { _connection: None }),
+            crate::Dialect::Postgres => {
+                let mut connection = self.backend.connect(Access::ReadWrite).await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(crate::db::lock_key(work))
+                    .execute(&mut connection)
+                    .await?;
+                Ok(Leadership {
+                    _connection: Some(connection),
+                })
+            }
+        }
     }
 
     /// Stops taking appends, finishes every append already queued, and waits for the appender.
@@ -306,7 +322,13 @@ impl Store {
         if self.commands.send(Command::Shutdown(done)).await.is_ok() {
             let _ = finished.await;
         }
-        if let Some(task) = self.appender.lock().await.take() {
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        for (index, task) in tasks.into_iter().enumerate() {
+            // The appender (first) ends on its own; the follower of other processes' commits
+            // is stopped.
+            if index > 0 {
+                task.abort();
+            }
             let _ = task.await;
         }
         self.readers.close().await;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -66,7 +66,7 @@ pub struct NewToken {
 
 const COLUMNS: &str = "id, name, workspace, scopes, prefix, created_at, expires_at, revoked_at";
 
-fn decode(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+fn decode(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     let scopes: String = row.try_get(3)?;
     Ok(TokenRecord {
         id: row.try_get(0)?,
@@ -87,7 +87,7 @@ impl Store {
         let scopes = serde_json::to_string(&token.scopes).expect("scopes serialise");
         sqlx::query(
             "INSERT INTO tokens (id, name, workspace, scopes, hash, prefix, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.id)
         .bind(&token.name)
@@ -113,7 +113,7 @@ impl Store {
 
     /// Returns the token whose value hashes to `hash`, revoked or expired ones included.
     pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = $1"))
             .bind(hash.as_slice())
             .fetch_optional(&self.readers)
             .await?;
@@ -137,12 +137,12 @@ impl Store {
         id: &str,
         at: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
             .bind(at)
             .bind(id)
             .execute(&self.side_writer)
             .await?;
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.side_writer)
             .await?;

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use chronicle_domain::merkle::{self, Hash, NodeId};
 use serde::Serialize;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
+use crate::db::Sql;
 use crate::error::StoreError;
 
 /// The lowest level of inner nodes kept as rows. A node below it covers at most 8 leaves and is
@@ -90,7 +91,7 @@ fn hex_list<S: serde::Serializer>(hashes: &[Hash], serializer: S) -> Result<S::O
 
 /// Resolves a tree to its storage and committed size; an unknown workspace is an empty tree.
 pub(crate) async fn resolve(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: TreeId<'_>,
 ) -> Result<(Option<StoredTree>, u64), StoreError> {
     match tree {
@@ -101,7 +102,7 @@ pub(crate) async fn resolve(
             Ok((Some(StoredTree::Log), size as u64))
         }
         TreeId::Workspace(name) => {
-            let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = ?")
+            let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&mut *connection)
                 .await?;
@@ -118,7 +119,7 @@ pub(crate) async fn resolve(
 
 /// Fetches the hashes of `ids`, in the order given.
 pub(crate) async fn node_hashes(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: StoredTree,
     ids: &[NodeId],
 ) -> Result<Vec<Hash>, StoreError> {
@@ -134,54 +135,39 @@ pub(crate) async fn node_hashes(
     let inner: Vec<NodeId> = ids.iter().filter(|id| is_stored(**id)).copied().collect();
     if !leaves.is_empty() {
         let mut query = match tree {
-            StoredTree::Log => QueryBuilder::<Sqlite>::new(
-                "SELECT position, leaf_hash FROM events WHERE position IN (",
-            ),
+            StoredTree::Log => {
+                Sql::new("SELECT position, leaf_hash FROM events WHERE position IN ")
+            }
             StoredTree::Workspace(workspace_id) => {
-                let mut query = QueryBuilder::<Sqlite>::new(
-                    "SELECT workspace_seq, leaf_hash FROM events WHERE workspace_id = ",
-                );
-                query
-                    .push_bind(workspace_id)
-                    .push(" AND workspace_seq IN (");
+                let mut query =
+                    Sql::new("SELECT workspace_seq, leaf_hash FROM events WHERE workspace_id = ");
+                query.bind(workspace_id).push(" AND workspace_seq IN ");
                 query
             }
         };
-        let mut list = query.separated(", ");
-        for index in &leaves {
-            list.push_bind((index + 1) as i64);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *connection).await? {
+        query.bind_list(leaves.iter().map(|index| (index + 1) as i64));
+        for row in query.fetch_all(&mut *connection).await? {
             let index = row.get::<i64, _>(0) as u64 - 1;
             found.insert(NodeId::new(0, index), to_hash(row.get(1), 0, index)?);
         }
     }
     if !inner.is_empty() {
         let mut query = match tree {
-            StoredTree::Log => QueryBuilder::<Sqlite>::new(
-                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (VALUES ",
-            ),
+            StoredTree::Log => {
+                Sql::new("SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (")
+            }
             StoredTree::Workspace(workspace_id) => {
-                let mut query = QueryBuilder::<Sqlite>::new(
-                    "SELECT level, idx, hash FROM workspace_nodes WHERE workspace_id = ",
-                );
-                query
-                    .push_bind(workspace_id)
-                    .push(" AND (level, idx) IN (VALUES ");
+                let mut query =
+                    Sql::new("SELECT level, idx, hash FROM workspace_nodes WHERE workspace_id = ");
+                query.bind(workspace_id).push(" AND (level, idx) IN (");
                 query
             }
         };
-        let mut list = query.separated(", ");
-        for id in &inner {
-            list.push("(")
-                .push_bind_unseparated(i64::from(id.level))
-                .push_unseparated(", ");
-            list.push_bind_unseparated(id.index as i64)
-                .push_unseparated(")");
-        }
+        query.values(&inner, |mut values, id| {
+            values.bind(i64::from(id.level)).bind(id.index as i64);
+        });
         query.push(")");
-        for row in query.build().fetch_all(&mut *connection).await? {
+        for row in query.fetch_all(&mut *connection).await? {
             let (level, index) = (row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u64);
             found.insert(
                 NodeId::new(level, index),
@@ -206,7 +192,7 @@ pub(crate) async fn node_hashes(
         .collect()
 }
 
-fn to_hash(bytes: &[u8], level: u32, index: u64) -> Result<Hash, StoreError> {
+pub(crate) fn to_hash(bytes: &[u8], level: u32, index: u64) -> Result<Hash, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::MissingNode { level, index })
@@ -214,7 +200,7 @@ fn to_hash(bytes: &[u8], level: u32, index: u64) -> Result<Hash, StoreError> {
 
 /// Fetches the nodes of several plans at once and folds each plan into its hash.
 async fn fold_plans(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: StoredTree,
     plans: &[Vec<NodeId>],
 ) -> Result<Vec<Hash>, StoreError> {
@@ -237,7 +223,7 @@ fn out_of_range(message: String) -> StoreError {
 
 /// The tree head at `size` (the committed size when `None`).
 pub(crate) async fn tree_head(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: TreeId<'_>,
     size: Option<u64>,
 ) -> Result<TreeHead, StoreError> {
@@ -260,7 +246,7 @@ pub(crate) async fn tree_head(
 /// The inclusion proof of leaf `leaf_index` in the tree of `tree_size` leaves (the committed
 /// size when `None`).
 pub(crate) async fn inclusion_proof(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: TreeId<'_>,
     leaf_index: u64,
     tree_size: Option<u64>,
@@ -293,7 +279,7 @@ pub(crate) async fn inclusion_proof(
 
 /// The consistency proof between the trees of `from` and `to` leaves.
 pub(crate) async fn consistency_proof(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
     tree: TreeId<'_>,
     from: u64,
     to: u64,

@@ -4,15 +4,14 @@
 //! rebuilt root and the signer's key. Every mismatch is reported in plain words, by position.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
-use std::str::FromStr;
 
 use chronicle_domain::merkle::{self, Frontier, Hash, NodeId};
 use chronicle_domain::{RecordedEvent, canonical_json, leaf_hash};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
-use sqlx::{ConnectOptions, Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::checkpoint::{Checkpoint, NoteVerifier, open_signed_checkpoint};
+use crate::db::{Access, Backend};
 use crate::error::StoreError;
 use crate::trees::{LOWEST_STORED_LEVEL, is_stored};
 
@@ -80,7 +79,7 @@ impl TreeCheck {
     /// Returns the stored hash of `node`, reading the next page of its level when needed.
     async fn stored_hash(
         &mut self,
-        connection: &mut SqliteConnection,
+        connection: &mut AnyConnection,
         node: NodeId,
     ) -> Result<Option<Hash>, StoreError> {
         let LevelCursor {
@@ -93,9 +92,9 @@ impl TreeCheck {
         }
         if buffer.is_empty() && !*exhausted {
             let start = (*next_index).max(node.index) as i64;
-            let rows: Vec<SqliteRow> = match self.workspace_id {
+            let rows: Vec<AnyRow> = match self.workspace_id {
                 None => {
-                    sqlx::query("SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? ORDER BY idx LIMIT ?")
+                    sqlx::query("SELECT idx, hash FROM log_nodes WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT $3")
                         .bind(i64::from(node.level))
                         .bind(start)
                         .bind(NODE_PAGE)
@@ -104,8 +103,8 @@ impl TreeCheck {
                 }
                 Some(workspace_id) => {
                     sqlx::query(
-                        "SELECT idx, hash FROM workspace_nodes WHERE workspace_id = ? AND level = ? AND idx >= ? \
-                         ORDER BY idx LIMIT ?",
+                        "SELECT idx, hash FROM workspace_nodes WHERE workspace_id = $1 AND level = $2 AND idx >= $3 \
+                         ORDER BY idx LIMIT $4",
                     )
                     .bind(workspace_id)
                     .bind(i64::from(node.level))
@@ -133,7 +132,7 @@ impl TreeCheck {
     /// Adds a recomputed leaf; compares every node it completes with the stored one.
     async fn push(
         &mut self,
-        connection: &mut SqliteConnection,
+        connection: &mut AnyConnection,
         leaf: Hash,
         problems: &mut Vec<String>,
     ) -> Result<(), StoreError> {
@@ -187,24 +186,22 @@ fn check_checkpoint(name: &str, note: &str, size: u64, root: &Hash, problems: &m
     }
 }
 
-/// Verifies the store in the SQLite file at `path`, read-only. `progress` hears (events read,
-/// events in the log) as it goes.
+/// Verifies the store in `backend`, read-only. `progress` hears (events read, events in the
+/// log) as it goes.
 pub async fn verify_database(
-    path: &Path,
+    backend: &Backend,
     verifier: &NoteVerifier,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<VerifyReport, StoreError> {
-    if !path.exists() {
+    if let Backend::Sqlite(path) = backend
+        && !path.exists()
+    {
         return Err(StoreError::Unavailable(format!(
             "there is no event log at {}",
             path.display()
         )));
     }
-    let mut connection = SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await?;
+    let mut connection = backend.connect(Access::ReadOnly).await?;
     let mut report = VerifyReport::default();
     let total: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
         .fetch_one(&mut connection)
@@ -257,7 +254,7 @@ pub async fn verify_database(
     loop {
         let rows = sqlx::query(
             "SELECT position, id, stream_id, stream_version, workspace_id, workspace_seq, body, leaf_hash \
-             FROM events WHERE position > ? ORDER BY position LIMIT ?",
+             FROM events WHERE position > $1 ORDER BY position LIMIT $2",
         )
         .bind(after)
         .bind(PAGE)
@@ -340,7 +337,7 @@ pub async fn verify_database(
 
 /// Checks one stored event against itself; returns the leaf hash recomputed from its body.
 fn check_event(
-    row: &SqliteRow,
+    row: &AnyRow,
     position: u64,
     stream_versions: &mut HashMap<i64, u64>,
     problems: &mut Vec<String>,

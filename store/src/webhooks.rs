@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -91,7 +91,7 @@ pub struct DeliveryAttempt {
 
 const COLUMNS: &str = "id, workspace, url, types, created_at, cursor, paused_at";
 
-fn decode_webhook(row: &SqliteRow) -> Result<Webhook, StoreError> {
+fn decode_webhook(row: &AnyRow) -> Result<Webhook, StoreError> {
     let id: String = row.try_get(0)?;
     let types: String = row.try_get(3)?;
     Ok(Webhook {
@@ -107,7 +107,7 @@ fn decode_webhook(row: &SqliteRow) -> Result<Webhook, StoreError> {
     })
 }
 
-fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt, StoreError> {
+fn decode_attempt(row: &AnyRow) -> Result<DeliveryAttempt, StoreError> {
     Ok(DeliveryAttempt {
         position: row.try_get::<i64, _>(0)? as u64,
         attempt: row.try_get::<i64, _>(1)? as u32,
@@ -129,7 +129,7 @@ impl Store {
         let types = serde_json::to_string(&webhook.types).expect("a list of strings serialises");
         sqlx::query(
             "INSERT INTO webhooks (id, workspace, url, secret, types, created_at, cursor) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(webhook.id.to_string())
         .bind(&webhook.workspace)
@@ -154,7 +154,7 @@ impl Store {
     /// Returns the webhooks of a workspace that are not deleted, oldest first.
     pub async fn list_webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM webhooks WHERE workspace = ? AND deleted_at IS NULL \
+            "SELECT {COLUMNS} FROM webhooks WHERE workspace = $1 AND deleted_at IS NULL \
              ORDER BY created_at, id"
         ))
         .bind(workspace)
@@ -167,7 +167,7 @@ impl Store {
     /// absent as an unknown one.
     pub async fn webhook(&self, workspace: &str, id: Uuid) -> Result<Option<Webhook>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM webhooks WHERE id = ? AND workspace = ? AND deleted_at IS NULL"
+            "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND workspace = $2 AND deleted_at IS NULL"
         ))
         .bind(id.to_string())
         .bind(workspace)
@@ -185,8 +185,8 @@ impl Store {
         at: &str,
     ) -> Result<bool, StoreError> {
         let deleted = sqlx::query(
-            "UPDATE webhooks SET deleted_at = ? \
-             WHERE id = ? AND workspace = ? AND deleted_at IS NULL",
+            "UPDATE webhooks SET deleted_at = $1 \
+             WHERE id = $2 AND workspace = $3 AND deleted_at IS NULL",
         )
         .bind(at)
         .bind(id.to_string())
@@ -205,7 +205,7 @@ impl Store {
     ) -> Result<Option<Webhook>, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE webhooks SET paused_at = NULL \
-             WHERE id = ? AND workspace = ? AND deleted_at IS NULL RETURNING {COLUMNS}"
+             WHERE id = $1 AND workspace = $2 AND deleted_at IS NULL RETURNING {COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(workspace)
@@ -233,7 +233,7 @@ impl Store {
     pub async fn delivery_target(&self, id: Uuid) -> Result<Option<DeliveryTarget>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS}, secret FROM webhooks \
-             WHERE id = ? AND deleted_at IS NULL AND paused_at IS NULL"
+             WHERE id = $1 AND deleted_at IS NULL AND paused_at IS NULL"
         ))
         .bind(id.to_string())
         .fetch_optional(&self.readers)
@@ -252,7 +252,7 @@ impl Store {
     pub async fn last_delivery_attempt(&self, id: Uuid, position: u64) -> Result<u32, StoreError> {
         let attempt: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(attempt), 0) FROM webhook_deliveries \
-             WHERE webhook_id = ? AND position = ?",
+             WHERE webhook_id = $1 AND position = $2",
         )
         .bind(id.to_string())
         .bind(to_sql(position))
@@ -273,7 +273,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO webhook_deliveries \
              (webhook_id, position, attempt, at, status_code, error, duration_ms, next_attempt_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.to_string())
         .bind(to_sql(attempt.position))
@@ -286,7 +286,7 @@ impl Store {
         .execute(&mut *transaction)
         .await?;
         if delivered {
-            sqlx::query("UPDATE webhooks SET cursor = MAX(cursor, ?) WHERE id = ?")
+            sqlx::query("UPDATE webhooks SET cursor = CASE WHEN cursor > $1 THEN cursor ELSE $1 END WHERE id = $2")
                 .bind(to_sql(attempt.position))
                 .bind(id.to_string())
                 .execute(&mut *transaction)
@@ -298,7 +298,7 @@ impl Store {
 
     /// Moves a webhook's cursor past events it does not want (it never moves back).
     pub async fn advance_webhook_cursor(&self, id: Uuid, position: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webhooks SET cursor = MAX(cursor, ?) WHERE id = ?")
+        sqlx::query("UPDATE webhooks SET cursor = CASE WHEN cursor > $1 THEN cursor ELSE $1 END WHERE id = $2")
             .bind(to_sql(position))
             .bind(id.to_string())
             .execute(&self.side_writer)
@@ -308,7 +308,7 @@ impl Store {
 
     /// Pauses delivery to a webhook from `at` on, until it is resumed.
     pub async fn pause_webhook(&self, id: Uuid, at: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webhooks SET paused_at = ? WHERE id = ? AND deleted_at IS NULL")
+        sqlx::query("UPDATE webhooks SET paused_at = $1 WHERE id = $2 AND deleted_at IS NULL")
             .bind(at)
             .bind(id.to_string())
             .execute(&self.side_writer)
@@ -329,8 +329,8 @@ impl Store {
         });
         let rows = sqlx::query(
             "SELECT position, attempt, at, status_code, error, duration_ms, next_attempt_at \
-             FROM webhook_deliveries WHERE webhook_id = ? AND (position, attempt) < (?, ?) \
-             ORDER BY position DESC, attempt DESC LIMIT ?",
+             FROM webhook_deliveries WHERE webhook_id = $1 AND (position, attempt) < ($2, $3) \
+             ORDER BY position DESC, attempt DESC LIMIT $4",
         )
         .bind(id.to_string())
         .bind(position)

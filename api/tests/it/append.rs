@@ -1,5 +1,6 @@
 //! `POST /v1/events`: atomic batches, positions, expected versions, idempotency, refusals.
 
+use chronicle_store::conformance;
 use std::collections::{BTreeMap, HashSet};
 
 use reqwest::StatusCode;
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, registered, renamed};
 
+conformance! {
 #[tokio::test]
 async fn concurrent_appends_get_gap_free_positions() {
     let app = TestApp::spawn().await;
@@ -88,7 +90,9 @@ async fn concurrent_appends_get_gap_free_positions() {
     }
     assert_eq!(app.head().await, events.len() as u64);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn exactly_one_producer_wins_a_race_on_the_same_expected_version() {
     let app = TestApp::spawn().await;
@@ -129,7 +133,9 @@ async fn exactly_one_producer_wins_a_race_on_the_same_expected_version() {
     assert_eq!(winners, 1);
     assert_eq!(app.head().await, 2);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn expected_version_forms() {
     let app = TestApp::spawn().await;
@@ -180,7 +186,9 @@ async fn expected_version_forms() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"][1]["stream_version"], 2);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_batch_with_one_bad_event_appends_nothing_and_names_it() {
     let app = TestApp::spawn().await;
@@ -208,7 +216,9 @@ async fn a_batch_with_one_bad_event_appends_nothing_and_names_it() {
     assert_eq!(app.head().await, 0);
     assert!(app.read_all().await.is_empty());
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_retried_batch_appends_nothing_twice() {
     let app = TestApp::spawn().await;
@@ -253,7 +263,9 @@ async fn a_retried_batch_appends_nothing_twice() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(app.head().await, 3);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_restart_keeps_every_event_and_continues_the_positions() {
     let mut app = TestApp::spawn().await;
@@ -287,7 +299,9 @@ async fn a_restart_keeps_every_event_and_continues_the_positions() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn refusals_of_bad_input() {
     let app = TestApp::spawn().await;
@@ -368,7 +382,9 @@ async fn refusals_of_bad_input() {
     );
     assert_eq!(app.head().await, 0);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_generated_history_appends_whole_and_reads_back_identically() {
     let app = TestApp::spawn().await;
@@ -386,4 +402,5 @@ async fn a_generated_history_appends_whole_and_reads_back_identically() {
             assert_eq!(sent[field], recorded[field], "{field} of {sent}");
         }
     }
+}
 }

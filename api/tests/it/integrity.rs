@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chronicle_domain::merkle;
+use chronicle_store::conformance;
 use ed25519_dalek::{Signature, VerifyingKey};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -132,6 +133,7 @@ async fn app_with_history(events: usize) -> TestApp {
     app
 }
 
+conformance! {
 #[tokio::test]
 async fn checkpoints_verify_with_an_independent_ed25519_check() {
     let app = app_with_history(40).await;
@@ -174,6 +176,7 @@ async fn checkpoints_verify_with_an_independent_ed25519_check() {
     let mut grown = leaves.clone();
     grown.push(leaf_of(app.read_all().await.last().unwrap()));
     assert_eq!((size, root), (41, tree_hash(&grown)));
+}
 }
 
 #[test]
@@ -305,6 +308,7 @@ fn every_proof_the_server_gives_verifies_and_tampering_fails() {
         .unwrap();
 }
 
+conformance! {
 #[tokio::test]
 async fn proofs_past_the_tree_are_clear_400s() {
     let app = app_with_history(10).await;
@@ -326,4 +330,5 @@ async fn proofs_past_the_tree_are_clear_400s() {
         }
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
+}
 }

@@ -1,6 +1,7 @@
 //! `GET /v1/workspaces/WS/live` (SSE) and `…/live/ws` (WebSocket): catch-up, live, resume,
 //! filters, isolation between workspaces, slow clients, shutdown.
 
+use chronicle_store::conformance;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -165,6 +166,7 @@ async fn interleaved_history(app: &TestApp, rounds: usize) {
     }
 }
 
+conformance! {
 #[tokio::test]
 async fn catch_up_from_any_position_then_live_events_of_the_workspace_only() {
     let app = TestApp::spawn().await;
@@ -192,7 +194,9 @@ async fn catch_up_from_any_position_then_live_events_of_the_workspace_only() {
         );
     }
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn last_event_id_resumes_with_nothing_lost_or_repeated() {
     let app = TestApp::spawn().await;
@@ -222,7 +226,9 @@ async fn last_event_id_resumes_with_nothing_lost_or_repeated() {
     let log = app.read_all().await;
     assert_eq!(all, expected(&log, "ws_a", 0, |_| true));
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn types_filter_by_exact_type_and_prefix() {
     let app = TestApp::spawn().await;
@@ -250,7 +256,9 @@ async fn types_filter_by_exact_type_and_prefix() {
     let live = append_one(&app, renamed("ws_a", "mch_live", "web-09")).await;
     assert_eq!(machines.next_event().await, live);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn bad_parameters_are_refused_in_the_contract_shape() {
     let app = TestApp::spawn().await;
@@ -281,7 +289,9 @@ async fn bad_parameters_are_refused_in_the_contract_shape() {
     assert_eq!(status.as_u16() / 100, 4, "{body}");
     assert_eq!(body["error"]["code"], "websocket_required", "{body}");
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn an_unknown_workspace_streams_nothing_until_its_first_event() {
     let app =
@@ -294,7 +304,9 @@ async fn an_unknown_workspace_streams_nothing_until_its_first_event() {
     // While idle, keep-alive comments flow.
     assert!(matches!(reader.next_block().await, Some(Block::Comment)));
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_client_that_stops_reading_slows_neither_appends_nor_others() {
     let app = TestApp::spawn_with(|config| config.live.page_size = 50).await;
@@ -340,7 +352,9 @@ async fn a_client_that_stops_reading_slows_neither_appends_nor_others() {
     assert_eq!(rest.len(), batches * per_batch);
     assert_eq!(stalled.take(rest.len()).await, rest);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn shutdown_ends_open_streams() {
     let mut app = TestApp::spawn().await;
@@ -352,7 +366,9 @@ async fn shutdown_ends_open_streams() {
         .expect("the server stops with a stream open");
     assert!(reader.next_message().await.is_none());
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn websocket_sends_the_same_catch_up_and_live_events() {
     let app = TestApp::spawn().await;
@@ -390,4 +406,5 @@ async fn websocket_sends_the_same_catch_up_and_live_events() {
     let live = append_one(&app, renamed("ws_a", "mch_x", "live")).await;
     assert_eq!(next().await, live);
     socket.close(None).await.unwrap();
+}
 }

@@ -2,6 +2,7 @@
 //! of the same events done here, every filter, cursors, `as_of`, `min_position`, and a rebuild
 //! while queries run.
 
+use chronicle_store::conformance;
 use std::collections::BTreeSet;
 
 use chronicle_domain::RecordedEvent;
@@ -119,6 +120,7 @@ async fn list_all(app: &TestApp, path: &str, limit: u32) -> (Vec<Value>, u64) {
     }
 }
 
+conformance! {
 #[tokio::test]
 async fn every_model_answers_the_fold_of_its_events_and_cursors_cover_each_row_once() {
     let (app, events, head) = served_history().await;
@@ -185,6 +187,7 @@ async fn every_model_answers_the_fold_of_its_events_and_cursors_cover_each_row_o
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(missing["error"]["code"], "not_found");
 }
+}
 
 /// Reads a whole list of `ws` in one page.
 async fn list_in(app: &TestApp, ws: &str, path: String) -> Vec<Value> {
@@ -198,6 +201,7 @@ fn without_position(mut row: Value) -> Value {
     row
 }
 
+conformance! {
 #[tokio::test]
 async fn every_filter_selects_what_the_fold_says() {
     let (app, events, head) = served_history().await;
@@ -341,7 +345,9 @@ async fn every_filter_selects_what_the_fold_says() {
         assert_eq!(answer["error"]["code"], "invalid_parameter", "{path}");
     }
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn as_of_a_middle_position_or_time_equals_the_fold_up_to_there() {
     let (app, events, head) = served_history().await;
@@ -405,7 +411,9 @@ async fn as_of_a_middle_position_or_time_equals_the_fold_up_to_there() {
         assert_eq!(machines, expected::<Machines>(&until, &ws, |_| true));
     }
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn min_position_reads_your_writes_and_says_when_it_cannot() {
     let app = TestApp::spawn().await;
@@ -430,7 +438,9 @@ async fn min_position_reads_your_writes_and_says_when_it_cannot() {
     assert_eq!(answer["error"]["code"], "not_caught_up");
     assert_eq!(answer["error"]["min_position"], json!(1000));
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_rebuild_while_queries_run_never_answers_an_error_or_a_half_built_model() {
     let (app, events, head) = served_history().await;
@@ -475,4 +485,5 @@ async fn a_rebuild_while_queries_run_never_answers_an_error_or_a_half_built_mode
     let (_, page) = app.get(&machines_path).await;
     assert_eq!(page["items"], json!(want_machines));
     assert_eq!(page["position"], head);
+}
 }

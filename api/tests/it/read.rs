@@ -1,5 +1,6 @@
 //! Reading the log: pages, streams, single events, the head, and the leaf hash of what is read.
 
+use chronicle_store::conformance;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -15,6 +16,7 @@ async fn app_with_one_machine(renames: usize) -> TestApp {
     app
 }
 
+conformance! {
 #[tokio::test]
 async fn pages_of_the_log_cover_it_once() {
     let app = app_with_one_machine(9).await;
@@ -45,7 +47,9 @@ async fn pages_of_the_log_cover_it_once() {
         assert_eq!(body["error"]["code"], "invalid_parameter", "{bad}");
     }
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn streams_read_forward_and_backward() {
     let app = app_with_one_machine(5).await;
@@ -84,7 +88,9 @@ async fn streams_read_forward_and_backward() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn one_event_by_id_and_the_head() {
     let app = app_with_one_machine(2).await;
@@ -116,7 +122,9 @@ async fn one_event_by_id_and_the_head() {
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+}
 
+conformance! {
 /// The contract's leaf hash, computed here without Chronicle's code: SHA-256(0x00 ‖ JCS(event
 /// without leaf_hash)), with the JCS crate, over the event exactly as the API returned it.
 #[tokio::test]
@@ -140,4 +148,5 @@ async fn every_returned_event_carries_its_leaf_hash() {
         assert_eq!(claimed, computed, "leaf hash of {event}");
         assert!(event["recorded_at"].as_str().unwrap().ends_with('Z'));
     }
+}
 }

@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chronicle_api::{ApiConfig, Application};
 use chronicle_search::SearchIndex;
 use chronicle_store::checkpoint::load_or_create_key_file;
-use chronicle_store::{Store, StoreConfig};
+use chronicle_store::testing::BackendKind;
+use chronicle_store::{Backend, Store, StoreConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -22,6 +24,9 @@ pub struct TestApp {
     /// The server's audit search index (under the data directory's `index/`).
     pub search: SearchIndex,
     config: ApiConfig,
+    /// The database: SQLite in the data directory, or PostgreSQL in the conformance suite.
+    backend: Backend,
+    edit_store: StoreEdit,
     directory: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -34,6 +39,16 @@ impl TestApp {
 
     /// Spawns a server whose config `edit` adjusts first.
     pub async fn spawn_with(edit: impl FnOnce(&mut ApiConfig)) -> TestApp {
+        TestApp::spawn_with_store(|_| {}, edit).await
+    }
+
+    /// Spawns a server whose store config `edit_store` adjusts (on every restart too), and whose
+    /// API config `edit` adjusts.
+    pub async fn spawn_with_store(
+        edit_store: impl Fn(&mut StoreConfig) + Send + Sync + 'static,
+        edit: impl FnOnce(&mut ApiConfig),
+    ) -> TestApp {
+        let edit_store: StoreEdit = Arc::new(edit_store);
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -44,14 +59,22 @@ impl TestApp {
         let directory = tempfile::tempdir().unwrap();
         let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
         edit(&mut config);
-        let (address, stop, task, store, search) =
-            start(directory.path().join("chronicle.db"), config.clone()).await;
+        let backend = BackendKind::current().fresh(directory.path()).await;
+        let (address, stop, task, store, search) = start(
+            directory.path(),
+            backend.clone(),
+            config.clone(),
+            &edit_store,
+        )
+        .await;
         TestApp {
             address,
             client: reqwest::Client::new(),
             store,
             search,
             config,
+            backend,
+            edit_store,
             directory,
             stop: Some(stop),
             task: Some(task),
@@ -61,8 +84,13 @@ impl TestApp {
     /// Stops the server (finishing what it accepted) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (address, stop, task, store, search) =
-            start(self.database(), self.config.clone()).await;
+        let (address, stop, task, store, search) = start(
+            self.directory.path(),
+            self.backend.clone(),
+            self.config.clone(),
+            &self.edit_store,
+        )
+        .await;
         self.address = address;
         self.store = store;
         self.search = search;
@@ -195,9 +223,14 @@ impl Drop for TestApp {
     }
 }
 
+/// Adjusts the store's config before each start.
+type StoreEdit = Arc<dyn Fn(&mut StoreConfig) + Send + Sync>;
+
 async fn start(
-    database: PathBuf,
+    directory: &std::path::Path,
+    backend: Backend,
     mut config: ApiConfig,
+    edit_store: &StoreEdit,
 ) -> (
     SocketAddr,
     oneshot::Sender<()>,
@@ -209,12 +242,12 @@ async fn start(
     config
         .search
         .directory
-        .get_or_insert_with(|| database.with_file_name("index"));
-    let key = database.with_file_name("signing-key");
+        .get_or_insert_with(|| directory.join("index"));
+    let key = directory.join("signing-key");
     let (signer, _) = load_or_create_key_file(&key, "chronicle.test").unwrap();
-    let store = Store::open(StoreConfig::new(database, signer))
-        .await
-        .unwrap();
+    let mut store_config = StoreConfig::with_backend(backend, signer);
+    edit_store(&mut store_config);
+    let store = Store::open(store_config).await.unwrap();
     let application = Application::bind(store.clone(), config).await.unwrap();
     let address = application.address();
     let search = application.search_index();

@@ -2,6 +2,7 @@
 //! that checks every signature on its own: in order, at least once, through failures, pauses
 //! and restarts.
 
+use chronicle_store::conformance;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,6 +200,7 @@ async fn append(app: &TestApp, events: Vec<Value>) -> Vec<Value> {
     recorded
 }
 
+conformance! {
 #[tokio::test]
 async fn webhooks_are_created_listed_and_deleted_without_their_secret() {
     let app = TestApp::spawn().await;
@@ -254,7 +256,9 @@ async fn webhooks_are_created_listed_and_deleted_without_their_secret() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn invalid_create_bodies_are_refused_naming_the_field() {
     let app = TestApp::spawn_with(|config| {
@@ -310,7 +314,9 @@ async fn invalid_create_bodies_are_refused_naming_the_field() {
     assert_eq!(list["items"], json!([]));
     create(&app, "ws_a", good).await;
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn deliveries_are_signed_in_order_once_each_and_survive_a_failing_receiver() {
     let app = fast_retries(50).await;
@@ -438,7 +444,9 @@ async fn deliveries_are_signed_in_order_once_each_and_survive_a_failing_receiver
     let (_, list) = app.get("/v1/workspaces/ws_a/webhooks").await;
     assert!(!list.to_string().contains(SECRET));
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn an_unreachable_receiver_is_recorded_as_an_error() {
     let app = fast_retries(2).await;
@@ -465,6 +473,7 @@ async fn an_unreachable_receiver_is_recorded_as_an_error() {
             "{attempt}"
         );
     }
+}
 }
 
 /// Reads the workspace's first webhook until `done` holds for it. The receiver sees an attempt
@@ -499,6 +508,7 @@ async fn wait_for_cursor(app: &TestApp, workspace: &str, event: &Value) -> Value
     .await
 }
 
+conformance! {
 #[tokio::test]
 async fn a_webhook_that_keeps_failing_is_paused_until_resumed() {
     let app = fast_retries(3).await;
@@ -547,7 +557,9 @@ async fn a_webhook_that_keeps_failing_is_paused_until_resumed() {
     );
     receiver.assert_signatures_verified().await;
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_deleted_webhook_receives_nothing_more() {
     let app = fast_retries(50).await;
@@ -583,7 +595,9 @@ async fn a_deleted_webhook_receives_nothing_more() {
         "the deleted webhook got an event"
     );
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_restart_mid_delivery_loses_nothing() {
     let mut app = fast_retries(1_000).await;
@@ -628,4 +642,5 @@ async fn a_restart_mid_delivery_loses_nothing() {
         attempts, expected,
         "attempt numbers go on across the restart"
     );
+}
 }
