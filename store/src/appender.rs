@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::checkpoint::{Checkpoint, NoteSigner};
-use crate::db::{self, APPEND_LOCK, Dialect, Sql};
+use crate::db::{self, APPEND_LOCK, Access, Backend, Dialect, Sql};
 use crate::error::StoreError;
 use crate::follow;
 use crate::store::{Appended, Head, SignedCheckpoint};
@@ -86,6 +86,8 @@ pub(crate) struct Signing {
 
 pub(crate) struct Appender {
     connection: AnyConnection,
+    /// The database, to connect again after the connection is lost (a PostgreSQL restart).
+    backend: Backend,
     dialect: Dialect,
     signing: Signing,
     /// The last note signed per tree, while its tree has not grown.
@@ -106,13 +108,14 @@ impl Appender {
     /// Reads what the appender must know of the committed log.
     pub async fn load(
         connection: AnyConnection,
-        dialect: Dialect,
+        backend: Backend,
         max_group_events: usize,
         signing: Signing,
     ) -> Result<Appender, StoreError> {
         let mut appender = Appender {
             connection,
-            dialect,
+            dialect: backend.dialect(),
+            backend,
             signing,
             notes: HashMap::new(),
             log: Frontier::default(),
@@ -191,6 +194,16 @@ impl Appender {
         }
         self.notes.clear();
         Ok(())
+    }
+
+    /// Rereads the committed state after a failed group, on a new connection when the old one
+    /// is gone (a database restarted under load): the next group starts from what committed.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        if self.reload().await.is_ok() {
+            return Ok(());
+        }
+        self.connection = self.backend.connect(Access::ReadWrite).await?;
+        self.reload().await
     }
 
     /// Replays into the committed state what other processes appended since (PostgreSQL, under
@@ -321,8 +334,8 @@ impl Appender {
                         )));
                     }
                 }
-                if let Err(error) = self.reload().await {
-                    tracing::error!(error = %error, "rereading the committed state failed");
+                if let Err(error) = self.recover().await {
+                    tracing::error!(error = %error, "rereading the committed state failed; the next group tries again");
                 }
             }
         }

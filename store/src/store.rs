@@ -144,7 +144,7 @@ impl Store {
             origin: config.origin,
         };
         let appender =
-            Appender::load(writer, backend.dialect(), config.max_group_events, signing).await?;
+            Appender::load(writer, backend.clone(), config.max_group_events, signing).await?;
         let (head_sender, head) = watch::channel(appender.head());
         let head_sender = Arc::new(head_sender);
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));

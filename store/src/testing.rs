@@ -19,6 +19,11 @@ use sqlx::{ConnectOptions, Connection};
 #[derive(Debug)]
 pub struct PostgresServer {
     port: u16,
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    user: Option<String>,
 }
 
 static SERVER: OnceLock<Result<PostgresServer, String>> = OnceLock::new();
@@ -126,7 +131,37 @@ impl PostgresServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|error| format!("cannot start the watchdog: {error}"))?;
-        Ok(PostgresServer { port })
+        Ok(PostgresServer {
+            port,
+            pg_ctl: bin.join("pg_ctl"),
+            log: directory.join("server.log"),
+            data,
+            options,
+            user: runner.user,
+        })
+    }
+
+    /// Restarts the server (a fast shutdown: open connections are cut), as an operator would
+    /// under load; returns once it takes connections again.
+    pub fn restart(&self) -> Result<(), String> {
+        let runner = Runner {
+            user: self.user.clone(),
+        };
+        runner.run(
+            &self.pg_ctl,
+            &[
+                "-D",
+                path(&self.data),
+                "-o",
+                &self.options,
+                "-l",
+                path(&self.log),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        )
     }
 }
 
