@@ -11,11 +11,15 @@
 //!   scope, 401 for an unknown, expired or revoked token).
 //! - `tokens`: creating, listing and revoking tokens.
 //! - `observability`: request ids, Prometheus `/metrics`.
+//! - `limits`: [`HttpLimits`] and the HTTP/1 server loop: header read timeout (slowloris), header
+//!   size and count, URL length, time to an answer.
 //! - `events`: appending and reading the log.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //! - `integrity`: signed checkpoints, the public key, inclusion and consistency proofs.
 //! - `search`: audit search over the `chronicle-search` index, each answered search recorded as
 //!   an `audit.searched` event.
+//! - `export`: audit exports (NDJSON, CSV, Parquet) and evidence bundles over
+//!   `chronicle-evidence`, streamed, each recorded as `audit.exported` or `evidence.exported`.
 //! - `live`: a workspace's events live, as Server-Sent Events and over WebSocket.
 //! - `models`: the read models (machines, sessions, schedules and runs, members, billing,
 //!   activity) over `chronicle-projections`, with filters, cursors, `min_position` and `as_of`.
@@ -27,7 +31,9 @@
 mod auth;
 mod error;
 mod events;
+mod export;
 mod integrity;
+mod limits;
 mod live;
 mod models;
 mod observability;
@@ -39,6 +45,7 @@ mod webhooks;
 
 pub use auth::{Principal, RateLimit};
 pub use error::ApiError;
+pub use limits::HttpLimits;
 pub use live::LiveConfig;
 pub use server::{ApiConfig, AppState, Application, router};
 pub use tokens::{generate_token_value, new_token};

@@ -9,20 +9,21 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chronicle_domain::RecordedEvent;
 use chronicle_store::{Head, Store, StoreError};
 use futures::Stream;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
@@ -35,14 +36,18 @@ pub struct LiveConfig {
     pub keep_alive: Duration,
     /// Events one connection reads from the log at a time: its memory bound.
     pub page_size: u32,
+    /// The most live streams (SSE and WebSocket together) open at once; one more is answered
+    /// 503 `too_many_subscribers`.
+    pub max_subscribers: usize,
 }
 
 impl Default for LiveConfig {
-    /// Returns a keep-alive every 15 s and pages of 500 events.
+    /// Returns a keep-alive every 15 s, pages of 500 events and at most 1,000 live streams.
     fn default() -> LiveConfig {
         LiveConfig {
             keep_alive: Duration::from_secs(15),
             page_size: 500,
+            max_subscribers: 1_000,
         }
     }
 }
@@ -119,6 +124,8 @@ pub(crate) struct Follower {
     page_size: u32,
     head: watch::Receiver<Head>,
     stopping: watch::Receiver<bool>,
+    /// A live stream's place among `max_subscribers`, given back when the stream ends.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Follower {
@@ -138,6 +145,7 @@ impl Follower {
             page_size: page_size.max(1),
             head: state.store.subscribe_head(),
             stopping: state.stopping.subscribe(),
+            slot: None,
         }
     }
 
@@ -234,15 +242,28 @@ fn follower(
     )
     .map_err(|message| ApiError::invalid_parameter("types", message))?;
     let after = last_event_id.or(after).unwrap_or(0);
+    let slot = Arc::clone(&state.live_slots)
+        .try_acquire_owned()
+        .map_err(|_| {
+            let limit = state.config.live.max_subscribers;
+            tracing::warn!(limit, "live stream refused: every slot is taken");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_subscribers",
+                format!("the server already serves {limit} live streams, its limit"),
+            )
+        })?;
     let page_size = state.config.live.page_size;
-    Ok(Follower::new(state, workspace, filter, after, page_size))
+    let mut follower = Follower::new(state, workspace, filter, after, page_size);
+    follower.slot = Some(slot);
+    Ok(follower)
 }
 
 /// `GET /v1/workspaces/WS/live?after=P&types=…`: the workspace's events as Server-Sent Events.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/live", tag = "live", params(("workspace" = String, Path), LiveQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position; wins over `after`")),
     description = "The workspace's events as Server-Sent Events: catch-up, then live (scope `read`).",
-    responses((status = 200, description = "`id: POSITION`, `event: TYPE`, `data: <recorded event>` per message", content_type = "text/event-stream", body = String), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
+    responses((status = 200, description = "`id: POSITION`, `event: TYPE`, `data: <recorded event>` per message", content_type = "text/event-stream", body = String), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "too_many_subscribers: every live stream slot is taken", body = ErrorBody)))]
 pub(crate) async fn server_sent_events(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
@@ -280,7 +301,7 @@ fn recorded_json(event: &RecordedEvent) -> String {
 /// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/live/ws", tag = "live", params(("workspace" = String, Path), LiveQuery),
     description = "The same events as WebSocket text messages (scope `read`).",
-    responses((status = 101, description = "Switching to WebSocket"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
+    responses((status = 101, description = "Switching to WebSocket"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "too_many_subscribers: every live stream slot is taken", body = ErrorBody)))]
 pub(crate) async fn websocket(
     State(state): State<AppState>,
     Path(workspace): Path<String>,

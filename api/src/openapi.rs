@@ -5,7 +5,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{events, integrity, live, models, observability, search, server, tokens, webhooks};
+use crate::{
+    events, export, integrity, live, models, observability, search, server, tokens, webhooks,
+};
 
 /// Every route of the API.
 #[derive(OpenApi)]
@@ -35,6 +37,8 @@ use crate::{events, integrity, live, models, observability, search, server, toke
         webhooks::resume_webhook,
         webhooks::list_deliveries,
         search::audit,
+        export::export,
+        export::evidence,
         models::rebuild,
         models::machines,
         models::machine,

@@ -31,7 +31,7 @@ use crate::server::AppState;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1_000;
 /// How long `min_position` waits for the index before answering 503 `not_caught_up`.
-const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -72,22 +72,8 @@ pub(crate) async fn audit(
     parameters: Result<Query<AuditParameters>, QueryRejection>,
 ) -> Result<Json<AuditAnswer>, ApiError> {
     let parameters = query(parameters)?;
-    if !is_workspace_name(&workspace) {
-        return Err(ApiError::invalid_parameter(
-            "workspace",
-            "a workspace is 1 to 64 letters, digits, `_` or `-`",
-        ));
-    }
-    let from = timestamp(parameters.from.as_deref(), "from")?;
-    let to = timestamp(parameters.to.as_deref(), "to")?;
-    if let (Some(from), Some(to)) = (from, to)
-        && to < from
-    {
-        return Err(ApiError::invalid_parameter(
-            "to",
-            "to must not be before from",
-        ));
-    }
+    check_workspace(&workspace)?;
+    let (from, to) = time_range(parameters.from.as_deref(), parameters.to.as_deref())?;
     let limit = match parameters.limit.unwrap_or(DEFAULT_LIMIT) {
         limit @ 1..=MAX_LIMIT => limit as usize,
         _ => {
@@ -126,27 +112,14 @@ pub(crate) async fn audit(
         .await?;
     let hits = state.store.events_at(&results.positions).await?;
 
-    let context = Context {
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        source_ip: connection.map(|Extension(ConnectInfo(address))| address.ip()),
-        auth_method: Some(AuthMethod::ApiKey),
-        transport: Some(Transport::Rest),
-        ..Context::default()
-    };
+    let (actor, context) = requester(principal, connection, &headers);
     let record = SearchRecord {
         workspace,
         query: parameters.q,
         from,
         to,
         hits: results.total,
-        actor: Actor {
-            kind: ActorKind::ApiToken,
-            id: principal.token_id,
-            name: Some(principal.name),
-        },
+        actor,
         context,
     };
     record_search(&state.store, record, OffsetDateTime::now_utc()).await?;
@@ -158,6 +131,49 @@ pub(crate) async fn audit(
         position: results.position,
         facets: facets.any().then_some(results.facets),
     }))
+}
+
+/// Who asked for an audited read (the token) and the request behind it, as the record of the
+/// read names them.
+pub(crate) fn requester(
+    principal: Principal,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+) -> (Actor, Context) {
+    let context = Context {
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        source_ip: connection.map(|Extension(ConnectInfo(address))| address.ip()),
+        auth_method: Some(AuthMethod::ApiKey),
+        transport: Some(Transport::Rest),
+        ..Context::default()
+    };
+    let actor = Actor {
+        kind: ActorKind::ApiToken,
+        id: principal.token_id,
+        name: Some(principal.name),
+    };
+    (actor, context)
+}
+
+/// Reads the `from` and `to` parameters of an `occurred_at` range; `to` may not be before `from`.
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), ApiError> {
+    let from = timestamp(from, "from")?;
+    let to = timestamp(to, "to")?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(ApiError::invalid_parameter(
+            "to",
+            "to must not be before from",
+        ));
+    }
+    Ok((from, to))
 }
 
 fn timestamp(text: Option<&str>, parameter: &str) -> Result<Option<OffsetDateTime>, ApiError> {
@@ -188,6 +204,18 @@ fn facet_request(text: Option<&str>) -> Result<FacetRequest, ApiError> {
         }
     }
     Ok(request)
+}
+
+/// Refuses a workspace name of another form than the log's.
+pub(crate) fn check_workspace(workspace: &str) -> Result<(), ApiError> {
+    if is_workspace_name(workspace) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(
+            "workspace",
+            "a workspace is 1 to 64 letters, digits, `_` or `-`",
+        ))
+    }
 }
 
 /// The form a workspace has in the log (its audit stream is `audit-<workspace>`).

@@ -15,15 +15,16 @@ use chronicle_search::{SearchConfig, SearchIndex};
 use chronicle_store::{Scope, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
+use crate::limits::{HttpLimits, bounded_time, bounded_uri};
 use crate::live::LiveConfig;
 use crate::webhooks::WebhookConfig;
 use crate::{
-    error::ApiError, events, integrity, live, models, observability, openapi, search, tokens,
-    webhooks,
+    error::ApiError, events, export, integrity, limits, live, models, observability, openapi,
+    search, tokens, webhooks,
 };
 
 /// What the server needs to know; the binary builds it from flags and environment.
@@ -45,6 +46,9 @@ pub struct ApiConfig {
     pub search: SearchConfig,
     /// Read models: batch size and query connections.
     pub projections: ProjectionsConfig,
+    /// Connection and request bounds: header read time, header size and count, URL length, time
+    /// to an answer.
+    pub limits: HttpLimits,
 }
 
 impl ApiConfig {
@@ -63,6 +67,7 @@ impl ApiConfig {
             webhooks: WebhookConfig::default(),
             search: SearchConfig::default(),
             projections: ProjectionsConfig::default(),
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct AppState {
     pub(crate) search: SearchIndex,
     /// The read models and their runner.
     pub(crate) projections: Projections,
+    /// One permit per open live stream (SSE or WebSocket), at most `live.max_subscribers`.
+    pub(crate) live_slots: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -93,6 +100,7 @@ impl AppState {
     ) -> AppState {
         let admin_token_hash = token_hash(&config.admin_token);
         let limiter = limiter(config.rate_limit);
+        let live_slots = Arc::new(Semaphore::new(config.live.max_subscribers));
         AppState {
             store,
             config: Arc::new(config),
@@ -102,6 +110,7 @@ impl AppState {
             webhooks_changed: Arc::new(Notify::new()),
             search,
             projections,
+            live_slots,
         }
     }
 }
@@ -113,7 +122,7 @@ fn scoped(scope: Scope, route: MethodRouter<AppState>) -> MethodRouter<AppState>
 
 /// Builds every route of the API. Each `/v1` route names the scope it needs here, in one place.
 pub fn router(state: AppState) -> Router {
-    use Scope::{Admin, Append, Read};
+    use Scope::{Admin, Append, Export, Read};
     let v1 = Router::new()
         .route(
             "/events",
@@ -137,7 +146,6 @@ pub fn router(state: AppState) -> Router {
             scoped(Admin, post(tokens::create).get(tokens::list)),
         )
         .route("/tokens/{id}", scoped(Admin, delete(tokens::revoke)))
-        .route("/rebuild", scoped(Admin, post(models::rebuild)))
         .route(
             "/workspaces/{workspace}/checkpoint",
             scoped(Read, get(integrity::workspace_checkpoint)),
@@ -149,14 +157,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/workspaces/{workspace}/proofs/consistency",
             scoped(Read, get(integrity::workspace_consistency)),
-        )
-        .route(
-            "/workspaces/{workspace}/live",
-            scoped(Read, get(live::server_sent_events)),
-        )
-        .route(
-            "/workspaces/{workspace}/live/ws",
-            scoped(Read, get(live::websocket)),
         )
         .route(
             "/workspaces/{workspace}/audit",
@@ -223,6 +223,29 @@ pub fn router(state: AppState) -> Router {
             scoped(Read, get(models::activity)),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
+        // Every route above answers within the request timeout; the long-running ones below
+        // (live streams, rebuilds, exports, evidence) are added after it and are not cut off.
+        .layer(middleware::from_fn_with_state(
+            state.config.limits.request_timeout,
+            bounded_time,
+        ))
+        .route(
+            "/workspaces/{workspace}/audit/export",
+            scoped(Export, get(export::export)),
+        )
+        .route(
+            "/workspaces/{workspace}/evidence",
+            scoped(Export, post(export::evidence)),
+        )
+        .route("/rebuild", scoped(Admin, post(models::rebuild)))
+        .route(
+            "/workspaces/{workspace}/live",
+            scoped(Read, get(live::server_sent_events)),
+        )
+        .route(
+            "/workspaces/{workspace}/live/ws",
+            scoped(Read, get(live::websocket)),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let router = Router::new()
         .nest("/v1", v1)
@@ -232,6 +255,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(observability::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.config.max_batch_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.config.limits.max_uri_bytes,
+            bounded_uri,
+        ))
         .layer(middleware::from_fn(observability::record_request))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
@@ -324,14 +351,11 @@ impl Application {
         let stopping = self.state.stopping.clone();
         let delivery = tokio::spawn(webhooks::deliver_webhooks(self.state.clone()));
         let projector = tokio::spawn(self.state.projections.clone().run(stopping.subscribe()));
+        let limits = self.state.config.limits.clone();
         let app = router(self.state);
         let upkeep = tokio::spawn(observability::upkeep());
         let signal = stopping.clone();
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let served = limits::serve(self.listener, app, &limits, async move {
             shutdown.await;
             // Live streams never end by themselves: tell them to, so in-flight requests finish.
             signal.send_replace(true);

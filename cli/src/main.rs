@@ -5,6 +5,8 @@
 //! (`StoreConfig`, `ApiConfig`); no library crate reads the environment.
 
 mod data_dir;
+mod database_check;
+mod export;
 mod ingest;
 mod integrity;
 mod rebuild;
@@ -44,6 +46,10 @@ enum Command {
     /// Searches a workspace's audit log (CONTRACT.md's query language) and prints the hits,
     /// newest first; the search is recorded as an `audit.searched` event.
     Search(SearchArgs),
+    /// Exports a workspace's audit log from a running server: every hit of a query as NDJSON,
+    /// CSV or Parquet, or with --evidence a verifiable evidence bundle (zip) of every event
+    /// recorded in [--from, --to). `chronicle verify BUNDLE` checks a bundle offline.
+    Export(ExportArgs),
     /// Rebuilds read models (all, or one) from the log into fresh tables, then swaps them in.
     /// Stop the server first: it holds the data directory.
     Rebuild(RebuildArgs),
@@ -80,6 +86,37 @@ struct SearchArgs {
     #[command(flatten)]
     storage: StorageArgs,
     /// A running server to search through (with a token that has the read scope).
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ExportArgs {
+    /// The workspace to export.
+    workspace: String,
+    /// The audit query (as for `search`); empty for every event. Not with --evidence.
+    #[arg(default_value = "")]
+    query: String,
+    /// Export: events that occurred at or after this time. Evidence: recorded at or after it.
+    #[arg(long)]
+    from: Option<String>,
+    /// Export: events that occurred before this time. Evidence: recorded before it.
+    #[arg(long)]
+    to: Option<String>,
+    /// ndjson, csv or parquet.
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv", "parquet"])]
+    format: String,
+    /// Wait (up to 5 s) until the server's search index reflects the log up to this position,
+    /// e.g. the position an append just answered.
+    #[arg(long)]
+    min_position: Option<u64>,
+    /// Build an evidence bundle (zip) of every event recorded in [--from, --to) instead.
+    #[arg(long, conflicts_with = "format")]
+    evidence: bool,
+    /// The file to write.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// The running server (with a token that has the export scope).
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -136,11 +173,16 @@ fn parse_scope(text: &str) -> Result<chronicle_store::Scope, String> {
 
 #[derive(Debug, Clone, Args)]
 struct VerifyArgs {
-    /// An evidence bundle (zip) to verify offline.
+    /// An evidence bundle (zip) to verify offline; with --key, also that it is signed by the
+    /// log's key.
     bundle: Option<PathBuf>,
     /// A data directory to verify (the server may be running).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Verify the log in this PostgreSQL database instead of DATA's embedded one (the key is
+    /// still DATA's, or --key).
+    #[arg(long, env = "CHRONICLE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(flatten)]
     remote: RemoteArgs,
     /// The log's public key (`NAME+KEYID+BASE64`, as GET /v1/public-key answers); default: the
@@ -213,6 +255,10 @@ struct ServeArgs {
     /// The admin token; when unset, the first start makes one and writes it to DATA/admin-token.
     #[arg(long, env = "CHRONICLE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Run SQLite's integrity check over the embedded database before serving; a damaged file
+    /// stops the start with what SQLite found.
+    #[arg(long, env = "CHRONICLE_CHECK_INTEGRITY")]
+    check_integrity: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -270,6 +316,7 @@ fn main() -> ExitCode {
             Command::Token(args) => tokens::token(args).await,
             Command::Rebuild(args) => rebuild::rebuild(args).await,
             Command::Search(args) => search::search(args).await,
+            Command::Export(args) => export::export(args).await,
         }
     });
     match result {

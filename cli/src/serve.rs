@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 use crate::data_dir::DataDir;
+use crate::database_check::check_integrity;
 use crate::{DemoArgs, ServeArgs};
 
 /// Events per batch when the demo fills the store.
@@ -16,6 +17,9 @@ const DEMO_BATCH: usize = 1_000;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data = DataDir::open(&args.storage.data, args.storage.database_url.as_deref())?;
+    if args.check_integrity {
+        check_integrity(&data.backend()?).await?;
+    }
     let store = data.open_store(&args.storage).await?;
     run(&data, store, &args).await
 }

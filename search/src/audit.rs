@@ -1,5 +1,6 @@
-//! The audit of the audit: every search is itself recorded, as an `audit.searched` event in the
-//! workspace it read (stream `audit-<workspace>`).
+//! The audit of the audit: every search, export and evidence bundle is itself recorded, as an
+//! `audit.searched`, `audit.exported` or `evidence.exported` event in the workspace it read
+//! (stream `audit-<workspace>`).
 //!
 //! Producers may not send these types (the domain refuses them), so Chronicle builds the event
 //! itself, after checking its data against the catalogue like any other.
@@ -34,6 +35,36 @@ pub struct SearchRecord {
     pub context: Context,
 }
 
+/// One event of the audit of the audit (`audit.searched`, `audit.exported`,
+/// `evidence.exported`), to append to the workspace it read.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// The workspace read: the record goes to its `audit-<workspace>` stream.
+    pub workspace: String,
+    /// The catalogue type of the record.
+    pub event_type: &'static str,
+    /// The type's data, checked against the catalogue before it is appended.
+    pub data: Map<String, Value>,
+    /// Who asked: the token, or the operator's command line.
+    pub actor: Actor,
+    /// The request behind the read: its id and source address when known.
+    pub context: Context,
+}
+
+/// Adds the optional `from` and `to` of a range read to a record's data.
+pub fn insert_range(
+    data: &mut Map<String, Value>,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+) {
+    if let Some(from) = from {
+        data.insert("from".into(), json!(format_timestamp(from)));
+    }
+    if let Some(to) = to {
+        data.insert("to".into(), json!(format_timestamp(to)));
+    }
+}
+
 /// Appends the `audit.searched` event of a search that has been answered.
 pub async fn record_search(
     store: &Store,
@@ -42,20 +73,31 @@ pub async fn record_search(
 ) -> Result<Appended, SearchError> {
     let mut data = Map::new();
     data.insert("query".into(), json!(record.query));
-    if let Some(from) = record.from {
-        data.insert("from".into(), json!(format_timestamp(from)));
-    }
-    if let Some(to) = record.to {
-        data.insert("to".into(), json!(format_timestamp(to)));
-    }
+    insert_range(&mut data, record.from, record.to);
     data.insert("hits".into(), json!(record.hits));
-    let data = Value::Object(data);
-    parse_data("audit.searched", &data)
-        .map_err(|error| SearchError::Internal(format!("audit.searched data: {error}")))?;
+    let record = AuditRecord {
+        workspace: record.workspace,
+        event_type: "audit.searched",
+        data,
+        actor: record.actor,
+        context: record.context,
+    };
+    record_audit(store, record, now).await
+}
+
+/// Appends one event of the audit of the audit, after checking its data against the catalogue.
+pub async fn record_audit(
+    store: &Store,
+    record: AuditRecord,
+    now: OffsetDateTime,
+) -> Result<Appended, SearchError> {
+    let data = Value::Object(record.data);
+    parse_data(record.event_type, &data)
+        .map_err(|error| SearchError::Internal(format!("{} data: {error}", record.event_type)))?;
     let event = NewEvent {
         id: Uuid::now_v7(),
         stream: format!("audit-{}", record.workspace),
-        event_type: "audit.searched".into(),
+        event_type: record.event_type.into(),
         workspace: Some(record.workspace),
         occurred_at: format_timestamp(now),
         actor: record.actor,

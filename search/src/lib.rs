@@ -16,7 +16,8 @@
 //! - [`query`]: the hand-written parser of the query language ([`AuditQuery`]) and its
 //!   compilation into tantivy queries, always within one workspace; errors say where.
 //! - `facets`: hits per event category and per day.
-//! - [`record_search`]: the `audit.searched` event every answered search appends.
+//! - [`record_search`]: the `audit.searched` event every answered search appends;
+//!   [`record_audit`] appends the records of exports and evidence bundles the same way.
 //! - [`SearchError`]: every failure, with the store's [`ErrorKind`](chronicle_store::ErrorKind).
 //!
 //! Depends on `chronicle-domain` and `chronicle-store`; knows nothing of HTTP.
@@ -30,7 +31,7 @@ pub mod query;
 mod schema;
 pub mod terms;
 
-pub use audit::{SearchRecord, record_search};
+pub use audit::{AuditRecord, SearchRecord, insert_range, record_audit, record_search};
 pub use error::SearchError;
 pub use facets::{FacetRequest, Facets};
 pub use index::{Cursor, IndexStats, SearchConfig, SearchIndex, SearchRequest, SearchResults};

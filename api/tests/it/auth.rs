@@ -92,6 +92,18 @@ fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/v1/workspaces/{ws}/audit/export?q=type:machine.*&format=csv",
+            Workspace(Export),
+            None,
+        ),
+        route(
+            Method::POST,
+            "/v1/workspaces/{ws}/evidence",
+            Workspace(Export),
+            Some(json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})),
+        ),
+        route(
+            Method::GET,
             "/v1/workspaces/{ws}/proofs/inclusion?seq=1",
             Workspace(Read),
             None,

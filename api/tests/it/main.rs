@@ -2,10 +2,12 @@
 
 mod append;
 mod auth;
+mod evidence;
 mod integrity;
 mod live;
 mod models;
 mod openapi;
+mod overload;
 mod read;
 mod search;
 mod support;

@@ -43,6 +43,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/workspaces/{workspace}/billing"),
     ("get", "/v1/workspaces/{workspace}/activity"),
     ("get", "/v1/workspaces/{workspace}/audit"),
+    ("get", "/v1/workspaces/{workspace}/audit/export"),
+    ("post", "/v1/workspaces/{workspace}/evidence"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

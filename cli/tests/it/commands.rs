@@ -5,7 +5,7 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::{Value, json};
 use sqlx::{ConnectOptions, Connection};
 
-fn chronicle() -> Command {
+pub(crate) fn chronicle() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
     command
         .env_remove("CHRONICLE_ADMIN_TOKEN")
@@ -14,11 +14,11 @@ fn chronicle() -> Command {
     command
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     chronicle().args(args).output().unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -27,14 +27,14 @@ fn text(output: &Output) -> String {
 }
 
 /// A server started as a user starts it; stopped with SIGTERM when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     stderr: Vec<String>,
 }
 
 impl Server {
-    fn start(args: &[&str]) -> Server {
+    pub(crate) fn start(args: &[&str]) -> Server {
         let mut child = chronicle()
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -61,12 +61,18 @@ impl Server {
         Server { child, url, stderr }
     }
 
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         self.child.wait().unwrap()
+    }
+
+    /// Kills the server with SIGKILL, as a power cut would, and waits until it is gone.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
@@ -85,7 +91,7 @@ fn history_file(directory: &Path, events: &[Value]) -> std::path::PathBuf {
     path
 }
 
-fn small_history() -> Vec<Value> {
+pub(crate) fn small_history() -> Vec<Value> {
     chronicle_fixtures::history(11, chronicle_fixtures::Scale::small())
 }
 
@@ -580,5 +586,123 @@ fn rebuild_runs_on_the_data_directory_and_inside_a_running_server() {
         text(&output)
     );
     assert!(text(&output).contains("serving throughout"));
+    server.stop();
+}
+
+#[test]
+fn export_writes_bundles_that_verify_and_verify_names_what_was_tampered_with() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let events = small_history();
+    let response = client
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(&token)
+        .json(&json!({"events": events[..200]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let workspace = events[0]["workspace"].as_str().unwrap().to_owned();
+    let key = directory.path().join("public-key");
+    let public_key = client
+        .get(format!("{}/v1/public-key", server.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    std::fs::write(&key, &public_key).unwrap();
+
+    let bundle = directory.path().join("bundle.zip");
+    let remote = ["--url", server.url.as_str(), "--token", token.as_str()];
+    let output = run(&[
+        &["export", &workspace, "--evidence"][..],
+        &[
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+        ],
+        &["--output", bundle.to_str().unwrap()],
+        &remote[..],
+    ]
+    .concat());
+    assert!(output.status.success(), "{}", text(&output));
+
+    let output = run(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("the range is complete"),
+        "{}",
+        text(&output)
+    );
+
+    // The same bundle with one event's data changed.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut tampered = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        if name == "events.ndjson" {
+            let at = content
+                .windows(9)
+                .position(|w| w == b"\"data\":{\"")
+                .unwrap();
+            content.insert(at + 9, b'x');
+        }
+        tampered
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        tampered.write_all(&content).unwrap();
+    }
+    let tampered_path = directory.path().join("tampered.zip");
+    std::fs::write(&tampered_path, tampered.finish().unwrap().into_inner()).unwrap();
+    let output = run(&[
+        "verify",
+        tampered_path.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let said = text(&output);
+    assert!(
+        said.contains("FAILED  events.ndjson does not match its SHA-256"),
+        "{said}"
+    );
+    assert!(
+        said.contains("does not match their leaf hash: line 1"),
+        "{said}"
+    );
+    assert!(said.contains("does not verify"), "{said}");
+
+    // A CSV export of the same workspace.
+    let csv = directory.path().join("export.csv");
+    let output = run(&[
+        &["export", &workspace, "type:machine.*", "--format", "csv"][..],
+        &["--min-position", "200"],
+        &["--output", csv.to_str().unwrap()],
+        &remote[..],
+    ]
+    .concat());
+    assert!(output.status.success(), "{}", text(&output));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        written.starts_with("position,recorded_at,occurred_at,type,"),
+        "{written}"
+    );
+    assert!(written.contains(",machine."), "{written}");
     server.stop();
 }
