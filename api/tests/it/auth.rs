@@ -2,6 +2,7 @@
 //! not work (unknown, expired, revoked).
 
 use chronicle_store::Scope;
+use chronicle_store::conformance;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -252,6 +253,7 @@ async fn prepared_app() -> (TestApp, String) {
     (app, event)
 }
 
+conformance! {
 #[tokio::test]
 async fn every_route_answers_each_scope_and_binding_as_the_contract_says() {
     let (app, event) = prepared_app().await;
@@ -352,7 +354,9 @@ async fn every_route_answers_each_scope_and_binding_as_the_contract_says() {
     }
     assert!(checked > 100);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_bound_append_token_cannot_write_into_another_workspace() {
     let (app, _) = prepared_app().await;
@@ -366,7 +370,9 @@ async fn a_bound_append_token_cannot_write_into_another_workspace() {
     assert_eq!(answer["error"]["index"], 1);
     assert_eq!(app.head().await, 3, "nothing of the batch was appended");
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_revoked_token_stops_working_at_once() {
     let (app, _) = prepared_app().await;
@@ -405,7 +411,9 @@ async fn a_revoked_token_stops_working_at_once() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn an_expired_token_is_refused_like_an_unknown_one() {
     let (app, _) = prepared_app().await;
@@ -426,7 +434,9 @@ async fn an_expired_token_is_refused_like_an_unknown_one() {
         "expired and unknown tokens get the same answer"
     );
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn tokens_are_shown_once_and_kept_only_as_hashes() {
     let (app, _) = prepared_app().await;
@@ -508,7 +518,9 @@ async fn tokens_are_shown_once_and_kept_only_as_hashes() {
         (StatusCode::BAD_REQUEST, Some("invalid_body"))
     );
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_token_past_its_rate_gets_429_with_retry_after() {
     let app = TestApp::spawn_with(|config| {
@@ -542,7 +554,9 @@ async fn a_token_past_its_rate_gets_429_with_retry_after() {
     assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn request_ids_are_kept_or_made() {
     let app = TestApp::spawn().await;
@@ -559,6 +573,7 @@ async fn request_ids_are_kept_or_made() {
         response.headers()["x-request-id"].to_str().unwrap().len(),
         36
     );
+}
 }
 
 fn walk(directory: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -2,6 +2,7 @@
 //! every kind of tampering is named; exports equal the search hits in every format; each export
 //! is recorded in the log; a token without `export` is refused.
 
+use chronicle_store::conformance;
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
 
@@ -129,6 +130,7 @@ fn write_lines(events: &[Value]) -> Vec<u8> {
         .into_bytes()
 }
 
+conformance! {
 #[tokio::test]
 async fn a_bundle_from_a_real_server_verifies_and_each_tampering_is_named() {
     let app = TestApp::spawn().await;
@@ -302,7 +304,9 @@ async fn a_bundle_from_a_real_server_verifies_and_each_tampering_is_named() {
     assert_eq!(record["data"]["tree_size"], 5);
     assert_eq!(record["data"]["from"], from);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn bundles_at_the_ends_of_the_workspace_and_empty_ranges_verify() {
     let app = TestApp::spawn().await;
@@ -324,6 +328,7 @@ async fn bundles_at_the_ends_of_the_workspace_and_empty_ranges_verify() {
         assert_eq!(manifest["events"], count, "[{from}, {to})");
     }
 }
+}
 
 /// Exports through the API with the admin token; answers the status, media type and body.
 async fn export(app: &TestApp, parameters: &[(&str, &str)]) -> (StatusCode, String, Vec<u8>) {
@@ -344,6 +349,7 @@ async fn export(app: &TestApp, parameters: &[(&str, &str)]) -> (StatusCode, Stri
     (status, media, response.bytes().await.unwrap().to_vec())
 }
 
+conformance! {
 #[tokio::test]
 async fn exports_equal_the_search_hits_in_every_format_and_are_recorded() {
     let app = TestApp::spawn().await;
@@ -434,7 +440,9 @@ async fn exports_equal_the_search_hits_in_every_format_and_are_recorded() {
         assert_eq!(record["actor"]["id"], "admin");
     }
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_token_without_export_is_refused() {
     let app = TestApp::spawn().await;
@@ -469,4 +477,5 @@ async fn a_token_without_export_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
 }

@@ -3,6 +3,7 @@
 //! after a restart without indexing again and rebuilds to the same answers, and every search is
 //! recorded after its answer, never among its own hits.
 
+use chronicle_store::conformance;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -438,6 +439,7 @@ async fn every_page(
     }
 }
 
+conformance! {
 #[tokio::test]
 async fn answers_equal_a_brute_force_filter_of_the_log() {
     let app = TestApp::spawn().await;
@@ -521,7 +523,9 @@ async fn answers_equal_a_brute_force_filter_of_the_log() {
         "only {nonempty} of {checked} searches found something"
     );
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_search_never_sees_another_workspace() {
     let app = TestApp::spawn().await;
@@ -563,7 +567,9 @@ async fn a_search_never_sees_another_workspace() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn malformed_queries_are_refused_with_the_place() {
     let app = TestApp::spawn().await;
@@ -617,7 +623,9 @@ async fn malformed_queries_are_refused_with_the_place() {
     assert_eq!(answer["error"]["parameter"], "to");
     assert_eq!(app.head().await, head, "refused searches record nothing");
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn a_position_the_index_does_not_reach_in_time_is_503_not_caught_up() {
     let app = TestApp::spawn().await;
@@ -628,7 +636,9 @@ async fn a_position_the_index_does_not_reach_in_time_is_503_not_caught_up() {
     assert_eq!(answer["error"]["code"], "not_caught_up");
     assert_eq!(answer["error"]["position"], head);
 }
+}
 
+conformance! {
 #[tokio::test]
 async fn every_search_is_recorded_after_its_answer_and_never_among_its_hits() {
     let app = TestApp::spawn().await;
@@ -679,6 +689,7 @@ async fn every_search_is_recorded_after_its_answer_and_never_among_its_hits() {
     assert_eq!(own["context"]["request_id"], "req-search-2");
     assert_eq!(own["data"]["hits"], 1);
     assert!(own["position"].as_u64().unwrap() > second["position"].as_u64().unwrap());
+}
 }
 
 /// Searches ws_acme (from November 2026 on) with a token and a request id.
@@ -769,6 +780,7 @@ async fn the_index_resumes_after_a_restart_without_indexing_again_or_missing_eve
     );
 }
 
+conformance! {
 #[tokio::test]
 async fn a_rebuild_gives_the_same_answers() {
     let app = TestApp::spawn().await;
@@ -797,6 +809,7 @@ async fn a_rebuild_gives_the_same_answers() {
     );
     assert_eq!(stats.documents, head);
     assert_eq!(same_questions(&app, &workspace).await, before);
+}
 }
 
 /// Asks the index (not the API, so the log does not grow) a fixed set of questions.
