@@ -32,6 +32,7 @@ mod auth;
 mod error;
 mod events;
 mod export;
+mod feed;
 mod integrity;
 mod limits;
 mod live;

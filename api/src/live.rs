@@ -1,11 +1,11 @@
 //! Live updates: one workspace's events as Server-Sent Events (`GET …/live`) and over WebSocket
 //! (`GET …/live/ws`).
 //!
-//! Every connection is a [`Follower`]: it reads the log from its own position in pages, and
-//! when it has caught up it waits on the store's head watch. Nothing is pushed into a
-//! connection's buffer by the appender, so a slow client only falls behind on its own position
-//! (it is always on "catch-up reads") and never slows the appender or other clients; it holds at
-//! most one page of events in memory.
+//! Every connection is a [`Follower`] with its own position. Near the head it takes its events
+//! from the shared [`Feed`] (read from the log and encoded once for every stream); further
+//! behind it reads the log itself in pages. Nothing is pushed into a connection's buffer, so a
+//! slow client only falls behind on its own position and never slows the appender or other
+//! clients; it holds at most one page of events in memory.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -19,14 +19,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chronicle_domain::RecordedEvent;
-use chronicle_store::{Head, Store, StoreError};
+use chronicle_store::{Store, StoreError};
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
+use crate::feed::{Feed, LiveEvent, Read};
 use crate::server::AppState;
 
 /// How live streams behave.
@@ -39,15 +39,19 @@ pub struct LiveConfig {
     /// The most live streams (SSE and WebSocket together) open at once; one more is answered
     /// 503 `too_many_subscribers`.
     pub max_subscribers: usize,
+    /// The newest events kept, encoded, for every stream to share.
+    pub recent_events: usize,
 }
 
 impl Default for LiveConfig {
-    /// Returns a keep-alive every 15 s, pages of 500 events and at most 1,000 live streams.
+    /// Returns a keep-alive every 15 s, pages of 500 events, at most 1,000 live streams and the
+    /// newest 20,000 events shared.
     fn default() -> LiveConfig {
         LiveConfig {
             keep_alive: Duration::from_secs(15),
             page_size: 500,
             max_subscribers: 1_000,
+            recent_events: 20_000,
         }
     }
 }
@@ -120,9 +124,11 @@ pub(crate) struct Follower {
     filter: TypeFilter,
     /// Every event of the workspace up to here has been read (returned or filtered out).
     position: u64,
-    page: VecDeque<RecordedEvent>,
+    page: VecDeque<Arc<LiveEvent>>,
     page_size: u32,
-    head: watch::Receiver<Head>,
+    feed: Feed,
+    /// The position the feed is filled up to.
+    fed: watch::Receiver<u64>,
     stopping: watch::Receiver<bool>,
     /// A live stream's place among `max_subscribers`, given back when the stream ends.
     slot: Option<OwnedSemaphorePermit>,
@@ -143,7 +149,8 @@ impl Follower {
             position: after,
             page: VecDeque::new(),
             page_size: page_size.max(1),
-            head: state.store.subscribe_head(),
+            feed: state.feed.clone(),
+            fed: state.feed.subscribe(),
             stopping: state.stopping.subscribe(),
             slot: None,
         }
@@ -151,7 +158,7 @@ impl Follower {
 
     /// Returns the next matching event, waiting for one to commit; `None` once the server is
     /// stopping. Cancel-safe: state changes only between awaits, so a dropped call loses nothing.
-    pub(crate) async fn next(&mut self) -> Result<Option<RecordedEvent>, StoreError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Arc<LiveEvent>>, StoreError> {
         loop {
             if let Some(event) = self.page.pop_front() {
                 return Ok(Some(event));
@@ -159,10 +166,22 @@ impl Follower {
             if *self.stopping.borrow() {
                 return Ok(None);
             }
-            // Every event up to the head seen here is committed before the read below starts,
-            // so the read sees all of them; a commit after this marks the watch changed.
-            let head = self.head.borrow_and_update().position;
+            // Every event up to the position seen here is committed and in the feed (or older
+            // than it) before the reads below; a later fill marks the watch changed.
+            let head = *self.fed.borrow_and_update();
             if head > self.position {
+                let read = self.feed.read(
+                    &self.workspace,
+                    &self.filter,
+                    self.position,
+                    self.page_size as usize,
+                );
+                if let Read::Events(events, reached) = read {
+                    self.position = reached;
+                    self.page.extend(events);
+                    continue;
+                }
+                // Further behind than the feed holds: read the log.
                 let events = self
                     .store
                     .read_workspace(&self.workspace, self.position, self.page_size)
@@ -175,14 +194,15 @@ impl Follower {
                 let filter = &self.filter;
                 self.page.extend(
                     events
-                        .into_iter()
-                        .filter(|event| filter.matches(&event.event_type)),
+                        .iter()
+                        .filter(|event| filter.matches(&event.event_type))
+                        .map(|event| Arc::new(LiveEvent::new(event))),
                 );
                 continue;
             }
             // Either watch closing means the server is going away.
             let changed = tokio::select! {
-                changed = self.head.changed() => changed,
+                changed = self.fed.changed() => changed,
                 changed = self.stopping.changed() => changed,
             };
             if changed.is_err() {
@@ -286,16 +306,11 @@ pub(crate) async fn server_sent_events(
 }
 
 /// One SSE message: `id: POSITION`, `event: TYPE`, `data: RECORDED EVENT`.
-fn sse_event(event: &RecordedEvent) -> Event {
+fn sse_event(event: &LiveEvent) -> Event {
     Event::default()
         .id(event.position.to_string())
         .event(&event.event_type)
-        .data(recorded_json(event))
-}
-
-/// The recorded event exactly as `GET /v1/events/ID` answers it.
-fn recorded_json(event: &RecordedEvent) -> String {
-    serde_json::to_string(event).expect("a recorded event serialises")
+        .data(&*event.json)
 }
 
 /// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
@@ -327,7 +342,7 @@ async fn follow_over_websocket(mut socket: WebSocket, mut follower: Follower) {
         tokio::select! {
             next = follower.next() => match next {
                 Ok(Some(event)) => {
-                    if socket.send(Message::Text(recorded_json(&event).into())).await.is_err() {
+                    if socket.send(Message::Text(event.json.to_string().into())).await.is_err() {
                         return;
                     }
                 }

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
+use crate::feed::Feed;
 use crate::limits::{HttpLimits, bounded_time, bounded_uri};
 use crate::live::LiveConfig;
 use crate::webhooks::WebhookConfig;
@@ -89,6 +90,8 @@ pub struct AppState {
     pub(crate) projections: Projections,
     /// One permit per open live stream (SSE or WebSocket), at most `live.max_subscribers`.
     pub(crate) live_slots: Arc<Semaphore>,
+    /// The newest events, read and encoded once for every live stream.
+    pub(crate) feed: Feed,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ impl AppState {
         let admin_token_hash = token_hash(&config.admin_token);
         let limiter = limiter(config.rate_limit);
         let live_slots = Arc::new(Semaphore::new(config.live.max_subscribers));
+        let feed = Feed::new(config.live.recent_events, store.head().position);
         AppState {
             store,
             config: Arc::new(config),
@@ -111,6 +115,7 @@ impl AppState {
             search,
             projections,
             live_slots,
+            feed,
         }
     }
 }
@@ -351,6 +356,12 @@ impl Application {
         let stopping = self.state.stopping.clone();
         let delivery = tokio::spawn(webhooks::deliver_webhooks(self.state.clone()));
         let projector = tokio::spawn(self.state.projections.clone().run(stopping.subscribe()));
+        let feed = tokio::spawn(
+            self.state
+                .feed
+                .clone()
+                .run(store.clone(), stopping.subscribe()),
+        );
         let limits = self.state.config.limits.clone();
         let app = router(self.state);
         let upkeep = tokio::spawn(observability::upkeep());
@@ -369,6 +380,9 @@ impl Application {
             tracing::error!(error = %error, "webhook delivery ended abnormally");
         }
         upkeep.abort();
+        if let Err(error) = feed.await {
+            tracing::error!(error = %error, "the live feed ended abnormally");
+        }
         search.shutdown().await;
         store.shutdown().await;
         served

@@ -169,11 +169,23 @@ async fn interleaved_history(app: &TestApp, rounds: usize) {
 conformance! {
 #[tokio::test]
 async fn catch_up_from_any_position_then_live_events_of_the_workspace_only() {
-    let app = TestApp::spawn().await;
+    catch_up_then_live(TestApp::spawn().await).await;
+}
+}
+
+conformance! {
+/// With a feed of only four events, streams from older positions read the log, newer ones the
+/// feed, and each crosses from one to the other without losing or repeating an event.
+#[tokio::test]
+async fn streams_cross_from_the_log_to_the_shared_feed_without_a_gap() {
+    catch_up_then_live(TestApp::spawn_with(|config| config.live.recent_events = 4).await).await;
+}
+}
+
+/// From every position: exactly the workspace's events after it, then the next live one.
+async fn catch_up_then_live(app: TestApp) {
     interleaved_history(&app, 15).await;
     let head = app.head().await;
-
-    // From every position: exactly the workspace's events after it, then the next live one.
     for after in [0, 1, 2, 3, 7, 30, head - 2, head - 1, head] {
         let log = app.read_all().await;
         let mut reader = SseReader::open(
@@ -193,7 +205,6 @@ async fn catch_up_from_any_position_then_live_events_of_the_workspace_only() {
             "after {after}: the next event is the live one, not {other}"
         );
     }
-}
 }
 
 conformance! {

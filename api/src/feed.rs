@@ -1,0 +1,236 @@
+//! The live feed: the newest committed events, read from the log once and encoded once, shared
+//! by every live stream.
+//!
+//! Without it each of N subscribers read and encoded every new event itself: N reads of the
+//! same rows per commit. The feed follows the head (every node's commits, on PostgreSQL), reads
+//! each new event once, keeps the newest `capacity` of them with their JSON, and says up to
+//! which position it holds every event. A stream at or past the feed's start takes its events
+//! from here; one further behind reads the log on its own (catch-up), so a slow client still
+//! costs only itself.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chronicle_domain::RecordedEvent;
+use chronicle_store::Store;
+use tokio::sync::watch;
+
+use crate::live::TypeFilter;
+
+/// Events read from the log per query while following it.
+const READ_PAGE: u32 = 1_000;
+
+/// One committed event, encoded once.
+#[derive(Debug)]
+pub(crate) struct LiveEvent {
+    pub position: u64,
+    pub workspace: Option<String>,
+    pub event_type: String,
+    /// The recorded event exactly as `GET /v1/events/ID` answers it.
+    pub json: Arc<str>,
+}
+
+impl LiveEvent {
+    pub(crate) fn new(event: &RecordedEvent) -> LiveEvent {
+        LiveEvent {
+            position: event.position,
+            workspace: event.workspace.clone(),
+            event_type: event.event_type.clone(),
+            json: serde_json::to_string(event)
+                .expect("a recorded event serialises")
+                .into(),
+        }
+    }
+}
+
+/// A handle on the feed; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Feed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The newest events, consecutive positions, oldest first.
+    recent: RwLock<VecDeque<Arc<LiveEvent>>>,
+    capacity: usize,
+    /// Every event up to this position is in `recent` or older than its first one.
+    filled: watch::Sender<u64>,
+}
+
+/// What [`Feed::read`] found.
+pub(crate) enum Read {
+    /// The matching events after the position asked, and the position up to which every event
+    /// was looked at.
+    Events(Vec<Arc<LiveEvent>>, u64),
+    /// The position asked is older than the feed holds: read the log.
+    TooOld,
+}
+
+impl Feed {
+    /// A feed that keeps the newest `capacity` events, starting at `position`.
+    pub(crate) fn new(capacity: usize, position: u64) -> Feed {
+        Feed {
+            inner: Arc::new(Inner {
+                recent: RwLock::new(VecDeque::new()),
+                capacity: capacity.max(1),
+                filled: watch::Sender::new(position),
+            }),
+        }
+    }
+
+    /// A watch of the position the feed is filled up to.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.filled.subscribe()
+    }
+
+    /// Returns up to `limit` events of `workspace` passing `filter` after position `after`.
+    pub(crate) fn read(
+        &self,
+        workspace: &str,
+        filter: &TypeFilter,
+        after: u64,
+        limit: usize,
+    ) -> Read {
+        let recent = self
+            .inner
+            .recent
+            .read()
+            .expect("the feed lock is never poisoned");
+        let filled = *self.inner.filled.borrow();
+        if after >= filled {
+            return Read::Events(Vec::new(), after);
+        }
+        let Some(first) = recent.front().map(|event| event.position) else {
+            return Read::TooOld;
+        };
+        if after + 1 < first {
+            return Read::TooOld;
+        }
+        let mut events = Vec::new();
+        let mut reached = after;
+        for event in recent.range((after + 1 - first) as usize..) {
+            if event.position > filled {
+                break;
+            }
+            reached = event.position;
+            if event.workspace.as_deref() == Some(workspace) && filter.matches(&event.event_type) {
+                events.push(Arc::clone(event));
+                if events.len() == limit {
+                    break;
+                }
+            }
+        }
+        Read::Events(events, reached)
+    }
+
+    /// Follows the log until `stopping` turns true, reading each commit once.
+    pub(crate) async fn run(self, store: Store, mut stopping: watch::Receiver<bool>) {
+        let mut head = store.subscribe_head();
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let target = head.borrow_and_update().position;
+            match self.fill(&store, target).await {
+                Ok(()) => {
+                    tokio::select! {
+                        changed = head.changed() => if changed.is_err() { return },
+                        _ = stopping.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "the live feed cannot read the log; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stopping.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads every event up to `target` into the feed.
+    async fn fill(&self, store: &Store, target: u64) -> Result<(), chronicle_store::StoreError> {
+        let mut filled = *self.inner.filled.borrow();
+        while filled < target {
+            let events = store.read_all(filled, READ_PAGE).await?;
+            let Some(last) = events.last().map(|event| event.position) else {
+                break;
+            };
+            let encoded: Vec<Arc<LiveEvent>> = events
+                .iter()
+                .map(|event| Arc::new(LiveEvent::new(event)))
+                .collect();
+            {
+                let mut recent = self
+                    .inner
+                    .recent
+                    .write()
+                    .expect("the feed lock is never poisoned");
+                recent.extend(encoded);
+                let excess = recent.len().saturating_sub(self.inner.capacity);
+                recent.drain(..excess);
+            }
+            filled = last;
+            self.inner.filled.send_replace(filled);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: u64, workspace: &str, event_type: &str) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            position,
+            workspace: Some(workspace.into()),
+            event_type: event_type.into(),
+            json: Arc::from("{}"),
+        })
+    }
+
+    fn positions(read: Read) -> Option<(Vec<u64>, u64)> {
+        match read {
+            Read::Events(events, reached) => {
+                Some((events.iter().map(|event| event.position).collect(), reached))
+            }
+            Read::TooOld => None,
+        }
+    }
+
+    #[test]
+    fn reads_one_workspace_after_a_position_and_says_when_it_is_too_old() {
+        let feed = Feed::new(4, 10);
+        {
+            let mut recent = feed.inner.recent.write().unwrap();
+            for position in 11..=16 {
+                let workspace = if position % 2 == 0 { "a" } else { "b" };
+                recent.push_back(event(position, workspace, "machine.renamed"));
+            }
+            let excess = recent.len() - feed.inner.capacity;
+            recent.drain(..excess);
+        }
+        feed.inner.filled.send_replace(16);
+        let all = TypeFilter::default();
+        // The feed holds 13..=16: from 12 on it answers, before that the log must.
+        assert_eq!(
+            positions(feed.read("a", &all, 12, 10)),
+            Some((vec![14, 16], 16))
+        );
+        assert_eq!(
+            positions(feed.read("b", &all, 13, 10)),
+            Some((vec![15], 16))
+        );
+        assert_eq!(positions(feed.read("a", &all, 12, 1)), Some((vec![14], 14)));
+        assert_eq!(positions(feed.read("a", &all, 16, 10)), Some((vec![], 16)));
+        assert!(positions(feed.read("a", &all, 11, 10)).is_none());
+        let renamed_only = TypeFilter::parse(["session.*"]).unwrap();
+        assert_eq!(
+            positions(feed.read("a", &renamed_only, 12, 10)),
+            Some((vec![], 16))
+        );
+    }
+}
