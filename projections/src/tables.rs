@@ -131,11 +131,12 @@ fn text(value: &str) -> Column {
     Column::Text(value.to_owned())
 }
 
-/// `,a,b,`: a list column that `LIKE '%,a,%'` searches.
+/// `,a,b,` in lowercase: a list column that `LIKE '%,a,%'` searches, without regard to case on
+/// both databases (SQLite's `LIKE` ignores ASCII case, PostgreSQL's does not).
 fn list_column<'a>(items: impl IntoIterator<Item = &'a String>) -> Column {
     let mut joined = String::from(",");
     for item in items {
-        joined.push_str(item);
+        joined.push_str(&item.to_lowercase());
         joined.push(',');
     }
     Column::Text(joined)
@@ -185,7 +186,7 @@ impl<'a> ConditionBuilder<'a> {
         if let Some(value) = self.filters.get(parameter) {
             self.conditions.push(Condition {
                 sql,
-                value: Column::Text(format!("%,{},%", like_escaped(value))),
+                value: Column::Text(format!("%,{},%", like_escaped(&value.to_lowercase()))),
             });
         }
         self
