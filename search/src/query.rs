@@ -346,7 +346,7 @@ fn type_pattern(value: &str, at: usize) -> Result<TypePattern, QueryError> {
     };
     if let Some(star) = text.find('*') {
         return Err(QueryError::new(
-            at + star,
+            at + text[..star].chars().count(),
             "`*` works only at the end of a `type:` value",
         ));
     }
@@ -656,6 +656,9 @@ mod tests {
     #[test]
     fn positions_count_characters_not_bytes() {
         assert_eq!(refusal("héllo wörld bad:x").0, 12);
+        // Found by the `audit_query` fuzz target: a misplaced `*` after non-ASCII text in a
+        // `type:` value was placed by bytes, past the end of the query.
+        assert_eq!(refusal("type:é\u{8c8e3}*rn").0, 7);
     }
 
     #[test]

@@ -228,35 +228,75 @@ fn ingested(directory: &Path, data: &Path) -> PathBuf {
     data.join("chronicle.db")
 }
 
+/// Answers the page size of a database and the page number of its `events` table's root.
+async fn events_root_page(database: &Path) -> (usize, usize) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .connect()
+        .await
+        .unwrap();
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    let root_page: i64 = sqlx::query_scalar(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+    (page_size as usize, root_page as usize)
+}
+
+/// Starts `serve` over `data` expecting a refusal: answers what it printed before exiting
+/// non-zero. A server that starts instead is killed and the test fails, rather than being
+/// waited on forever.
+fn refused_start(data: &Path, extra: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut child = chronicle()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("chronicle listening on") {
+            let _ = child.kill();
+            child.wait().unwrap();
+            panic!("the server started over a damaged database: {printed}");
+        }
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    assert!(!child.wait().unwrap().success(), "{printed}");
+    printed
+}
+
 #[test]
 fn a_damaged_database_stops_the_start_with_a_plain_message() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let database = ingested(directory.path(), &data);
-    let serve = |extra: &[&str]| {
-        chronicle()
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let serve = |extra: &[&str]| refused_start(&data, extra);
 
-    // Pages in the middle of the file overwritten: the integrity check names the damage.
+    // The root page of the events table overwritten: the integrity check names the damage.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (page_size, root_page) = runtime.block_on(events_root_page(&database));
     let mut bytes = std::fs::read(&database).unwrap();
-    let middle = bytes.len() / 2;
-    let page = 4096;
-    let start = middle - middle % page;
-    bytes[start..start + 2 * page].fill(0xA5);
+    let start = (root_page - 1) * page_size;
+    bytes[start..start + page_size].fill(0xA5);
     std::fs::write(&database, &bytes).unwrap();
-    let output = serve(&["--check-integrity"]);
-    assert!(!output.status.success());
-    let message = text(&output);
+    let message = serve(&["--check-integrity"]);
     assert!(
         message.contains(&format!("the database {} ", database.display()))
             && (message.contains("is damaged") || message.contains("cannot be checked")),
@@ -270,9 +310,7 @@ fn a_damaged_database_stops_the_start_with_a_plain_message() {
         b"this is not a SQLite database, just text".repeat(200),
     )
     .unwrap();
-    let output = serve(&[]);
-    assert!(!output.status.success());
-    let message = text(&output);
+    let message = serve(&[]);
     assert!(message.contains("cannot open the event log"), "{message}");
     assert!(!message.contains("panicked"), "{message}");
 }
@@ -318,18 +356,7 @@ fn a_read_only_data_directory_stops_the_start_with_a_plain_message() {
     let data = mount.path.join("data");
     ingested(directory.path(), &data);
     mount.remount("ro");
-    let output = chronicle()
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let message = text(&output);
+    let message = refused_start(&data, &[]);
     assert!(message.contains("Read-only file system"), "{message}");
     assert!(!message.contains("panicked"), "{message}");
     mount.remount("rw");
