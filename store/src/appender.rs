@@ -329,9 +329,10 @@ impl Appender {
                 tracing::error!(error = %error, "group commit failed; the appender rereads the committed state");
                 for outcome in outcomes.iter_mut() {
                     if matches!(outcome, Some(Ok(_))) {
-                        *outcome = Some(Err(StoreError::Unavailable(
-                            "the database could not commit the batch".into(),
-                        )));
+                        // The cause (a full disk, a lost connection) says when to retry.
+                        *outcome = Some(Err(StoreError::Unavailable(format!(
+                            "the database could not commit the batch: {error}"
+                        ))));
                     }
                 }
                 if let Err(error) = self.recover().await {
