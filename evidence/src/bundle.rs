@@ -350,7 +350,8 @@ proven against the workspace tree's signed checkpoint at tree size {size}.
 
 Files
 - {EVENTS_NDJSON}: the events, one JSON object a line, exactly as Chronicle's API returns them.
-- {EVENTS_PARQUET}: the same rows as Parquet (ZSTD), `data` as a JSON string column.
+- {EVENTS_PARQUET}: the same rows as Parquet (ZSTD), `data` as a JSON string column, `id` as a
+  UUID and `leaf_hash` as its 32 bytes.
 - {PROOFS_JSON}: for each event, in order, its RFC 9162 inclusion proof in the workspace tree
   (`leaf_index` = workspace_seq - 1, `tree_size`, `leaf_hash`, `hashes`), then `before` and
   `after`: the workspace's events just before and just after the range, with their proofs.
