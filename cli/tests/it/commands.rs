@@ -91,6 +91,14 @@ fn history_file(directory: &Path, events: &[Value]) -> std::path::PathBuf {
     path
 }
 
+/// The admin token the first start wrote to DATA/admin-token.
+pub(crate) fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 pub(crate) fn small_history() -> Vec<Value> {
     chronicle_fixtures::history(11, chronicle_fixtures::Scale::small())
 }
@@ -100,10 +108,7 @@ fn serve_makes_an_admin_token_once_and_appends_over_http() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
-    let token = std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = admin_token(&data);
     assert!(
         server.stderr.iter().any(|line| line.contains(&token)),
         "the first start prints the token"
@@ -335,10 +340,7 @@ fn demo_serves_a_history_that_verifies_through_the_api() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let server = Server::start(&["demo", "--data", data.to_str().unwrap(), "--events", "3000"]);
-    let token = std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = admin_token(&data);
     let client = reqwest::blocking::Client::new();
     let head: Value = client
         .get(format!("{}/v1/head", server.url))
@@ -413,10 +415,7 @@ fn token_commands_work_on_the_data_directory_and_through_a_server() {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    let admin = std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let admin = admin_token(&data);
     let client = reqwest::blocking::Client::new();
     let checkpoint = |token: &str| {
         client
@@ -574,10 +573,7 @@ fn rebuild_runs_on_the_data_directory_and_inside_a_running_server() {
     assert!(text(&output).contains("`nope` is not a read model"));
 
     let server = Server::start(&["serve", "--data", data_arg]);
-    let admin = std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let admin = admin_token(&data);
     let output = run(&["rebuild", "--url", &server.url, "--token", &admin]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
@@ -594,10 +590,7 @@ fn export_writes_bundles_that_verify_and_verify_names_what_was_tampered_with() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let server = Server::start(&["serve", "--data", data.to_str().unwrap()]);
-    let token = std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = admin_token(&data);
     let client = reqwest::blocking::Client::new();
     let events = small_history();
     let response = client

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use crate::commands::{Server, run, text};
+use crate::commands::{Server, admin_token, run, text};
 
 const WORKSPACES: [&str; 3] = ["ws_crash_a", "ws_crash_b", "ws_crash_c"];
 const PRODUCERS: usize = 8;
@@ -405,13 +405,6 @@ fn crash_round(data: &Path, shared: &Arc<Shared>, rng: &mut StdRng, threshold: u
     for producer in producers {
         producer.join().expect("a producer failed");
     }
-}
-
-fn admin_token(data: &Path) -> String {
-    std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use crate::commands::{Server, chronicle, run, text};
+use crate::commands::{Server, admin_token, chronicle, run, text};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs {
@@ -60,13 +60,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
-}
-
-fn admin_token(data: &Path) -> String {
-    std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 /// A batch of `count` registrations, each about 1 KiB, with ids unique to `batch`.

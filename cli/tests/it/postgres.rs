@@ -12,17 +12,10 @@ use chronicle_domain::models::fold;
 use chronicle_domain::models::machines::Machines;
 use serde_json::{Value, json};
 
-use crate::commands::{Server, small_history};
+use crate::commands::{Server, admin_token, small_history};
 
 const PRODUCERS: usize = 8;
 const FOLLOWED: &str = "ws_acme";
-
-fn token(data: &std::path::Path) -> String {
-    std::fs::read_to_string(data.join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 fn read_log(client: &reqwest::blocking::Client, url: &str, token: &str) -> Vec<RecordedEvent> {
     let mut events = Vec::new();
@@ -65,7 +58,7 @@ fn two_processes_on_one_postgres_database_stay_gap_free_and_project_exactly() {
                 "--signing-key",
                 key.to_str().unwrap(),
             ]);
-            (node, token(&data))
+            (node, admin_token(&data))
         })
         .collect();
     let client = reqwest::blocking::Client::builder()
