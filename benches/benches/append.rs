@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p chronicle-benches --bench append` (add `CHRONICLE_BENCH_IDS=v4` for
 //! random producer ids instead of time-ordered ones); criterion prints each side's
-//! throughput in elements (events) per second; `BENCHMARKS.md` records the ratio.
+//! throughput in elements (events) per second; `BENCHMARKS.md` records the ratio. A third group
+//! times 64 producers appending one event per call through group commit.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -146,6 +147,43 @@ fn appends(c: &mut Criterion) {
         })
     });
     grouped.finish();
+
+    // Sixty-four producers, each appending one event per call, one call after another: group
+    // commit gathers whatever is waiting into each fsync.
+    let producers = 64;
+    let calls = 16;
+    let mut single = c.benchmark_group("append_single_64_producers");
+    single.throughput(Throughput::Elements((producers * calls) as u64));
+    single
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(15));
+    single.bench_function("chronicle_store", |b| {
+        b.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iterations {
+                let events: Vec<Vec<_>> = (0..producers)
+                    .map(|_| pool.next_batch(calls).into_iter().collect())
+                    .collect();
+                let started = Instant::now();
+                runtime.block_on(async {
+                    let producers = events.into_iter().map(|events| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            for event in events {
+                                store.append(vec![event]).await.unwrap();
+                            }
+                        })
+                    });
+                    for producer in producers.collect::<Vec<_>>() {
+                        producer.await.unwrap();
+                    }
+                });
+                elapsed += started.elapsed();
+            }
+            elapsed
+        })
+    });
+    single.finish();
 }
 
 criterion_group!(benches, appends);

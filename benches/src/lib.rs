@@ -8,6 +8,10 @@ use chronicle_fixtures::{HistoryGenerator, Scale};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The server's allocator (see `chronicle`'s `main.rs`), so what the benches time is what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A pool of realistic events as producers send them, handed out in batches with fresh ids so
 /// every batch appends new events.
 #[derive(Debug)]

@@ -20,6 +20,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: under many small requests glibc's malloc took a
+/// fifth of the server's time (BENCHMARKS.md, single-event appends), and it keeps the resident
+/// set smaller under many threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Chronicle: a tamper-evident, event-sourced audit and observability backend.
 #[derive(Debug, Parser)]
 #[command(name = "chronicle", version, propagate_version = true)]

@@ -60,10 +60,11 @@ pub enum Durability {
 /// The key of the transaction-scoped advisory lock that serialises appenders on PostgreSQL.
 pub(crate) const APPEND_LOCK: i64 = 0x6368_726f_6e69_636c; // "chronicl"
 
-/// Settings every SQLite connection gets: WAL, full fsync at commit, patience with the writer.
+/// Settings every SQLite connection gets: WAL, full fsync at commit, patience with the writer,
+/// and no checkpoint inside a commit (the store's own task checkpoints: see `wal`).
 const SQLITE_SETTINGS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; \
      PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
-     PRAGMA wal_autocheckpoint = 16384;";
+     PRAGMA wal_autocheckpoint = 0;";
 
 impl Backend {
     /// Chooses PostgreSQL for a `postgres://` or `postgresql://` URL, else SQLite at `path`.

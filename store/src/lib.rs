@@ -30,6 +30,7 @@ pub mod testing;
 mod tokens;
 mod trees;
 mod verify;
+mod wal;
 mod webhooks;
 
 pub use db::{Access, Backend, Dialect, Durability};

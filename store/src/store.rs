@@ -149,9 +149,12 @@ impl Store {
         let head_sender = Arc::new(head_sender);
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let mut tasks = vec![tokio::spawn(appender.run(receiver, head_sender.clone()))];
-        if let Backend::Postgres(url) = &backend {
+        match &backend {
             // Other processes append to the same database: follow their commits too.
-            tasks.push(crate::follow::spawn(url.clone(), readers.clone(), head_sender).await?);
+            Backend::Postgres(url) => {
+                tasks.push(crate::follow::spawn(url.clone(), readers.clone(), head_sender).await?)
+            }
+            Backend::Sqlite(_) => tasks.push(crate::wal::spawn(&backend, head.clone()).await?),
         }
         Ok(Store {
             commands,
