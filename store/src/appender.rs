@@ -387,6 +387,7 @@ impl Appender {
 
         let mut state = GroupState::default();
         let mut rows: Vec<PlacedRow<'_>> = Vec::new();
+        let first_new_stream_id = self.next_stream_id;
         for request in group {
             let outcome = self.place_request(request, &recorded, &mut state, &mut rows);
             outcomes.push(Some(outcome));
@@ -481,17 +482,18 @@ impl Appender {
             });
             insert.execute(connection).await?;
         }
-        let streams: Vec<(&String, &StreamState)> = state.streams.iter().collect();
-        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut upsert = Sql::new("INSERT INTO streams (stream_id, name, version) ");
-            upsert.values(chunk, |mut values, (name, stream)| {
-                values
-                    .bind(stream.stream_id)
-                    .bind(name.as_str())
-                    .bind(stream.version as i64);
+        // Only new streams get a row; a stream's version is read from its events.
+        let new_streams: Vec<(&String, &StreamState)> = state
+            .streams
+            .iter()
+            .filter(|(_, stream)| stream.stream_id >= first_new_stream_id)
+            .collect();
+        for chunk in new_streams.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = Sql::new("INSERT INTO streams (stream_id, name) ");
+            insert.values(chunk, |mut values, (name, stream)| {
+                values.bind(stream.stream_id).bind(name.as_str());
             });
-            upsert.push(" ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version");
-            upsert.execute(connection).await?;
+            insert.execute(connection).await?;
         }
         for (name, workspace) in &state.workspaces {
             sqlx::query(
@@ -786,7 +788,10 @@ impl Appender {
     /// Brings the committed state of these streams into the cache; absent streams stay absent.
     async fn load_streams(&mut self, names: &[&str]) -> Result<(), StoreError> {
         for chunk in names.chunks(ROWS_PER_STATEMENT) {
-            let mut query = Sql::new("SELECT stream_id, name, version FROM streams WHERE name IN ");
+            let mut query = Sql::new(
+                "SELECT s.stream_id, s.name, (SELECT COALESCE(MAX(e.stream_version), 0) FROM events e \
+                 WHERE e.stream_id = s.stream_id) FROM streams s WHERE s.name IN ",
+            );
             query.bind_list(chunk.iter().copied());
             for row in query.fetch_all(&mut self.connection).await? {
                 let state = StreamState {
