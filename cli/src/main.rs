@@ -21,10 +21,33 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc rather than the system allocator: under many small requests glibc's malloc took a
-/// fifth of the server's time (BENCHMARKS.md, single-event appends), and it keeps the resident
-/// set smaller under many threads.
+/// fifth of the server's time (BENCHMARKS.md, single-event appends).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long mimalloc keeps freed memory before giving it back to the system, in milliseconds.
+const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
+
+/// A server gives freed memory back at once: with mimalloc's default (a second) its resident
+/// set stayed about 100 MiB higher under ingest (BENCHMARKS.md, server memory). mimalloc reads
+/// its options from the environment when the process starts, so `serve` and `demo` start
+/// themselves again with it set, unless the operator set it already.
+fn restart_with_allocator_settings(cli: &Cli) {
+    use std::os::unix::process::CommandExt;
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_))
+        || std::env::var_os(PURGE_DELAY.0).is_some()
+    {
+        return;
+    }
+    let Ok(program) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(program)
+        .args(std::env::args_os().skip(1))
+        .env(PURGE_DELAY.0, PURGE_DELAY.1)
+        .exec();
+    tracing::warn!(error = %error, "could not restart with the allocator's settings; serving without them");
+}
 
 /// Chronicle: a tamper-evident, event-sourced audit and observability backend.
 #[derive(Debug, Parser)]
@@ -302,6 +325,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    restart_with_allocator_settings(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -42,7 +42,8 @@ pub struct SearchConfig {
 
 impl Default for SearchConfig {
     /// Returns an in-memory index committed every second or 100,000 events, one writer thread
-    /// per core up to two, 64 MB a thread.
+    /// per core up to two, 20 MiB a thread (a commit every second writes its segment long
+    /// before that fills at the rates of BENCHMARKS.md; the server's memory budget is 300 MiB).
     fn default() -> SearchConfig {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         SearchConfig {
@@ -51,7 +52,7 @@ impl Default for SearchConfig {
             commit_every: 100_000,
             read_batch: 2_000,
             writer_threads: threads,
-            writer_memory_bytes: threads * 64 * 1024 * 1024,
+            writer_memory_bytes: threads * 20 * 1024 * 1024,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Run: `cargo run --release -p chronicle-benches --bin loadgen -- --duration 20`
 //! or, against a server: `… --bin loadgen -- --url http://host:8080 --token TOKEN --workspace ws_acme`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,9 @@ struct Arguments {
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Stop once the producers have sent this many events (or at `--duration`, if sooner).
+    #[arg(long)]
+    events: Option<u64>,
     /// Distinct realistic events generated up front (sent again and again with fresh ids).
     #[arg(long, default_value_t = 100_000)]
     pool: usize,
@@ -140,7 +144,10 @@ async fn main() -> anyhow::Result<()> {
 
     let pool = Arc::new(Mutex::new(pool));
     let duration = Duration::from_secs(arguments.duration);
-    let deadline = Instant::now() + duration;
+    let stop = Stop {
+        deadline: Instant::now() + duration,
+        events_left: Arc::new(AtomicU64::new(arguments.events.unwrap_or(u64::MAX))),
+    };
     let mut clients = Vec::new();
     for (class, count) in [
         (Class::BatchProducer, arguments.batch_producers),
@@ -157,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
             };
             clients.push((
                 class,
-                tokio::spawn(run_client(class, target, pool, batch, deadline)),
+                tokio::spawn(run_client(class, target, pool, batch, stop.clone())),
             ));
         }
     }
@@ -173,7 +180,10 @@ async fn main() -> anyhow::Result<()> {
             None => tallies.push((class, 1, tally)),
         }
     }
-    let elapsed = started.elapsed().max(duration);
+    let elapsed = match arguments.events {
+        Some(_) => started.elapsed(),
+        None => started.elapsed().max(duration),
+    };
     if let Some((stop, server)) = server {
         let _ = stop.send(());
         server.await??;
@@ -259,20 +269,45 @@ fn busiest_workspace(events: &[Value]) -> anyhow::Result<String> {
         .context("the generated events name no workspace")
 }
 
-/// One client: sends its class's request again and again until `deadline`, timing each.
+/// When the clients stop: at the deadline, or once the producers have taken every event.
+#[derive(Debug, Clone)]
+struct Stop {
+    deadline: Instant,
+    events_left: Arc<AtomicU64>,
+}
+
+impl Stop {
+    fn reached(&self) -> bool {
+        Instant::now() >= self.deadline || self.events_left.load(Ordering::Relaxed) == 0
+    }
+
+    /// Takes up to `wanted` events from what is left; zero once nothing is.
+    fn take(&self, wanted: usize) -> usize {
+        let taken = self
+            .events_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(wanted as u64))
+            })
+            .expect("the update always answers");
+        taken.min(wanted as u64) as usize
+    }
+}
+
+/// One client: sends its class's request again and again until `stop`, timing each.
 async fn run_client(
     class: Class,
     target: Target,
     pool: Arc<Mutex<EventPool>>,
     batch: usize,
-    deadline: Instant,
+    stop: Stop,
 ) -> Tally {
     let mut tally = Tally::default();
-    while Instant::now() < deadline {
+    while !stop.reached() {
         let events = match class {
-            Class::BatchProducer | Class::SingleProducer => {
-                pool.lock().expect("no client panics").raw_batch(batch)
-            }
+            Class::BatchProducer | Class::SingleProducer => match stop.take(batch) {
+                0 => break,
+                count => pool.lock().expect("no client panics").raw_batch(count),
+            },
             Class::Reader | Class::Searcher => Vec::new(),
         };
         let started = Instant::now();

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Peak server memory while ingesting N events (default 10M) over HTTP, with the projections and
+# the search index following, as a user's server would run: `chronicle serve` (release) on a
+# fresh data directory, `loadgen --events N` sending 1,000-event batches from four producers
+# with a reader and a searcher beside them. Samples the server's resident set every second and
+# reports its peak (VmHWM), the time to ingest, the time until the read models and the index
+# caught up, and the database size.
+#
+# Run: benches/memory.sh [EVENTS] [DATA_DIR]   (DATA_DIR defaults to a fresh directory in /tmp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+events=${1:-10000000}
+data=${2:-$(mktemp -d /tmp/chronicle-memory.XXXXXX)}
+port=${CHRONICLE_MEMORY_PORT:-7781}
+token=memory-bench-admin-token-0123456789
+
+cargo build --release --quiet -p chronicle -p chronicle-benches --bin chronicle --bin loadgen
+
+target/release/chronicle serve --data "$data" --listen "127.0.0.1:$port" --admin-token "$token" \
+    >"$data/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+
+# Resident memory in KiB: all of it, and the anonymous part (the heap: caches, buffers), which
+# leaves out the pages of files the server maps (the search index segments), which the kernel
+# can drop and read again.
+peak_rss=0
+peak_anon=0
+sample() {
+    local rss anon
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
+    anon=$(awk '/^RssAnon/ {print $2}' "/proc/$server/status")
+    ((rss > peak_rss)) && peak_rss=$rss
+    ((anon > peak_anon)) && peak_anon=$anon
+    return 0
+}
+metric() {
+    curl -sf "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 ~ "^"name {sum += $2} END {print sum + 0}'
+}
+
+started=$(date +%s.%N)
+target/release/loadgen --url "http://127.0.0.1:$port" --token "$token" \
+    --batch-producers 4 --single-producers 0 --readers 1 --searchers 1 \
+    --events "$events" --duration 36000 >"$data/loadgen.txt" 2>&1 &
+loadgen=$!
+while kill -0 $loadgen 2>/dev/null; do sample; sleep 1; done
+wait $loadgen
+ingested=$(date +%s.%N)
+# The read models and the index follow the log: wait until both have caught up.
+while (( $(metric chronicle_projection_lag_events) > 0 || $(metric chronicle_index_lag_events) > 0 )); do
+    sample; sleep 1
+done
+caught_up=$(date +%s.%N)
+sample
+
+cat "$data/loadgen.txt"
+echo
+echo "events:                 $events"
+echo "log position:           $(metric chronicle_log_position)"
+echo "ingest:                 $(echo "$ingested - $started" | bc) s"
+echo "caught up after:        $(echo "$caught_up - $started" | bc) s"
+echo "peak RSS (sampled):     $((peak_rss / 1024)) MiB"
+echo "peak RSS (VmHWM):       $(($(awk '/^VmHWM/ {print $2}' "/proc/$server/status") / 1024)) MiB"
+echo "peak anonymous (heap):  $((peak_anon / 1024)) MiB"
+grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' "/proc/$server/status" | tr -s ' \t' ' ' | sed 's/^/now: /'
+echo "database:               $(du -sh "$data"/*.db* | tr '\n' ' ')"
+echo "search index:           $(du -sh "$data/index" 2>/dev/null | cut -f1)"
