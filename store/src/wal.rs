@@ -115,7 +115,11 @@ mod tests {
                 .collect();
             store.append(batch).await.unwrap();
             // The store's own checkpointer may hold the checkpoint lock a moment.
-            while !checkpoint(&mut connection, 0).await.unwrap() {}
+            let mut attempts = 0;
+            while !checkpoint(&mut connection, 0).await.unwrap() {
+                attempts += 1;
+                assert!(attempts < 1_000, "the RESTART checkpoint never completed");
+            }
             wal_sizes.push(std::fs::metadata(&wal).unwrap().len());
         }
         let first = wal_sizes[0];

@@ -243,12 +243,10 @@ async fn events_root_page(database: &Path) -> (usize, usize) {
     (page_size as usize, root_page as usize)
 }
 
-/// Starts `serve` over `data` expecting a refusal: answers what it printed before exiting
-/// non-zero. A server that starts instead is killed and the test fails, rather than being
-/// waited on forever.
-fn refused_start(data: &Path, extra: &[&str]) -> String {
-    use std::io::BufRead;
-    let mut child = chronicle()
+/// `chronicle serve` over `data` on a free loopback port, its stderr piped.
+fn serve_command(data: &Path) -> std::process::Command {
+    let mut command = chronicle();
+    command
         .args([
             "serve",
             "--data",
@@ -256,10 +254,16 @@ fn refused_start(data: &Path, extra: &[&str]) -> String {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(extra)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Starts `serve` over `data` expecting a refusal: answers what it printed before exiting
+/// non-zero. A server that starts instead is killed and the test fails, rather than being
+/// waited on forever.
+fn refused_start(data: &Path, extra: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut child = serve_command(data).args(extra).spawn().unwrap();
     let mut printed = String::new();
     for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -313,16 +317,8 @@ fn a_healthy_database_passes_the_integrity_check_from_the_environment() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let database = ingested(directory.path(), &data);
-    let mut child = chronicle()
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = serve_command(&data)
         .env("CHRONICLE_CHECK_INTEGRITY", "true")
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::BufRead;
