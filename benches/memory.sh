@@ -25,19 +25,30 @@ until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
 
 # Resident memory in KiB: all of it, and the anonymous part (the heap: caches, buffers), which
 # leaves out the pages of files the server maps (the search index segments), which the kernel
-# can drop and read again.
+# can drop and read again. Every sample goes to $data/memory.tsv with the log position and the
+# lags, so a peak can be placed; the mappings at the highest peak are kept in $data/smaps.peak.
 peak_rss=0
 peak_anon=0
-sample() {
-    local rss anon
-    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
-    anon=$(awk '/^RssAnon/ {print $2}' "/proc/$server/status")
-    ((rss > peak_rss)) && peak_rss=$rss
-    ((anon > peak_anon)) && peak_anon=$anon
-    return 0
-}
 metric() {
     curl -sf "http://127.0.0.1:$port/metrics" | awk -v name="$1" '$1 ~ "^"name {sum += $2} END {print sum + 0}'
+}
+printf 'seconds\trss_kib\tanon_kib\tfile_kib\tlog_position\tprojection_lag\tindex_lag\tindex_segments\n' >"$data/memory.tsv"
+sample() {
+    local rss anon file
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$server/status")
+    anon=$(awk '/^RssAnon/ {print $2}' "/proc/$server/status")
+    file=$(awk '/^RssFile/ {print $2}' "/proc/$server/status")
+    if ((rss > peak_rss)); then
+        peak_rss=$rss
+        cp "/proc/$server/smaps" "$data/smaps.peak" 2>/dev/null || true
+    fi
+    ((anon > peak_anon)) && peak_anon=$anon
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b - a}')" \
+        "$rss" "$anon" "$file" "$(metric chronicle_log_position)" \
+        "$(metric chronicle_projection_lag_events)" "$(metric chronicle_index_lag_events)" \
+        "$(find "$data/index" -name '*.idx' 2>/dev/null | wc -l)" >>"$data/memory.tsv"
+    return 0
 }
 
 started=$(date +%s.%N)
@@ -67,3 +78,6 @@ echo "peak anonymous (heap):  $((peak_anon / 1024)) MiB"
 grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' "/proc/$server/status" | tr -s ' \t' ' ' | sed 's/^/now: /'
 echo "database:               $(du -sh "$data"/*.db* | tr '\n' ' ')"
 echo "search index:           $(du -sh "$data/index" 2>/dev/null | cut -f1)"
+echo "trace:                  $data/memory.tsv (one sample a second); the samples at the peaks:"
+sort -t$'\t' -k2,2n "$data/memory.tsv" | tail -1 | sed 's/^/  highest resident set: /'
+sort -t$'\t' -k3,3n "$data/memory.tsv" | tail -1 | sed 's/^/  highest anonymous:    /'

@@ -6,7 +6,8 @@
 //! each new event once, keeps the newest `capacity` of them with their JSON, and says up to
 //! which position it holds every event. A stream at or past the feed's start takes its events
 //! from here; one further behind reads the log on its own (catch-up), so a slow client still
-//! costs only itself.
+//! costs only itself. While no stream listens the feed lets its events go and reads nothing:
+//! a server nobody follows live neither reads every event a second time nor keeps them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
@@ -56,6 +57,21 @@ struct Inner {
     capacity: usize,
     /// Every event up to this position is in `recent` or older than its first one.
     filled: watch::Sender<u64>,
+    /// Live streams listening now; the feed follows the log only while there are some.
+    listeners: watch::Sender<usize>,
+}
+
+/// A live stream's hold on the feed: while one is held the feed follows the log.
+pub(crate) struct Listener {
+    inner: Arc<Inner>,
+    /// The position the feed is filled up to.
+    pub(crate) filled: watch::Receiver<u64>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.inner.listeners.send_modify(|count| *count -= 1);
+    }
 }
 
 /// What [`Feed::read`] found.
@@ -75,13 +91,18 @@ impl Feed {
                 recent: RwLock::new(VecDeque::new()),
                 capacity: capacity.max(1),
                 filled: watch::Sender::new(position),
+                listeners: watch::Sender::new(0),
             }),
         }
     }
 
-    /// A watch of the position the feed is filled up to.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.inner.filled.subscribe()
+    /// Starts listening: the feed follows the log until every listener is dropped.
+    pub(crate) fn listen(&self) -> Listener {
+        self.inner.listeners.send_modify(|count| *count += 1);
+        Listener {
+            inner: Arc::clone(&self.inner),
+            filled: self.inner.filled.subscribe(),
+        }
     }
 
     /// Returns up to `limit` events of `workspace` passing `filter` after position `after`.
@@ -124,18 +145,29 @@ impl Feed {
         Read::Events(events, reached)
     }
 
-    /// Follows the log until `stopping` turns true, reading each commit once.
+    /// Follows the log while live streams listen, until `stopping` turns true, reading each
+    /// commit once.
     pub(crate) async fn run(self, store: Store, mut stopping: watch::Receiver<bool>) {
         let mut head = store.subscribe_head();
+        let mut listeners = self.inner.listeners.subscribe();
         loop {
             if *stopping.borrow() {
                 return;
+            }
+            if *listeners.borrow_and_update() == 0 {
+                self.rest(store.head().position);
+                tokio::select! {
+                    changed = listeners.changed() => if changed.is_err() { return },
+                    _ = stopping.changed() => {}
+                }
+                continue;
             }
             let target = head.borrow_and_update().position;
             match self.fill(&store, target).await {
                 Ok(()) => {
                     tokio::select! {
                         changed = head.changed() => if changed.is_err() { return },
+                        _ = listeners.changed() => {}
                         _ = stopping.changed() => {}
                     }
                 }
@@ -148,6 +180,17 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// Lets every event go and stands at the head: a stream that comes later reads what it
+    /// needs from the log, and the feed holds what commits after it.
+    fn rest(&self, head: u64) {
+        self.inner
+            .recent
+            .write()
+            .expect("the feed lock is never poisoned")
+            .clear();
+        self.inner.filled.send_replace(head);
     }
 
     /// Reads every event up to `target` into the feed.
@@ -232,5 +275,32 @@ mod tests {
             positions(feed.read("a", &renamed_only, 12, 10)),
             Some((vec![], 16))
         );
+    }
+
+    #[test]
+    fn counts_its_listeners_and_lets_its_events_go_at_rest() {
+        let feed = Feed::new(4, 10);
+        let listeners = feed.inner.listeners.subscribe();
+        let first = feed.listen();
+        let second = feed.listen();
+        assert_eq!(*listeners.borrow(), 2);
+        drop(first);
+        assert_eq!(*listeners.borrow(), 1);
+        drop(second);
+        assert_eq!(*listeners.borrow(), 0);
+
+        feed.inner
+            .recent
+            .write()
+            .unwrap()
+            .extend((11..=14).map(|position| event(position, "a", "machine.renamed")));
+        feed.inner.filled.send_replace(14);
+        feed.rest(20);
+        assert!(feed.inner.recent.read().unwrap().is_empty());
+        let all = TypeFilter::default();
+        // Up to the head it stood at, the log answers; after it, the feed (empty so far).
+        assert!(positions(feed.read("a", &all, 12, 10)).is_none());
+        assert!(positions(feed.read("a", &all, 19, 10)).is_none());
+        assert_eq!(positions(feed.read("a", &all, 20, 10)), Some((vec![], 20)));
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
-use crate::feed::{Feed, LiveEvent, Read};
+use crate::feed::{Feed, Listener, LiveEvent, Read};
 use crate::server::AppState;
 
 /// How live streams behave.
@@ -127,8 +127,8 @@ pub(crate) struct Follower {
     page: VecDeque<Arc<LiveEvent>>,
     page_size: u32,
     feed: Feed,
-    /// The position the feed is filled up to.
-    fed: watch::Receiver<u64>,
+    /// Keeps the feed following the log while this stream lives.
+    fed: Listener,
     stopping: watch::Receiver<bool>,
     /// A live stream's place among `max_subscribers`, given back when the stream ends.
     slot: Option<OwnedSemaphorePermit>,
@@ -150,7 +150,7 @@ impl Follower {
             page: VecDeque::new(),
             page_size: page_size.max(1),
             feed: state.feed.clone(),
-            fed: state.feed.subscribe(),
+            fed: state.feed.listen(),
             stopping: state.stopping.subscribe(),
             slot: None,
         }
@@ -168,7 +168,7 @@ impl Follower {
             }
             // Every event up to the position seen here is committed and in the feed (or older
             // than it) before the reads below; a later fill marks the watch changed.
-            let head = *self.fed.borrow_and_update();
+            let head = *self.fed.filled.borrow_and_update();
             if head > self.position {
                 let read = self.feed.read(
                     &self.workspace,
@@ -202,7 +202,7 @@ impl Follower {
             }
             // Either watch closing means the server is going away.
             let changed = tokio::select! {
-                changed = self.fed.changed() => changed,
+                changed = self.fed.filled.changed() => changed,
                 changed = self.stopping.changed() => changed,
             };
             if changed.is_err() {

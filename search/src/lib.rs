@@ -11,7 +11,8 @@
 //!   changes.
 //! - `schema`: the fields (position, workspace, type and its prefixes, actor id and name,
 //!   machine, session, schedule, stream, request id, source IP, `occurred_at`, the event's
-//!   words); only the position is stored, hits are read back from the store.
+//!   words); nothing is stored and nothing is scored: hits are positions, read from the fast
+//!   field in log order, and their events are read back from the store.
 //! - [`terms`]: what one event contributes to each field, apart from tantivy.
 //! - [`query`]: the hand-written parser of the query language ([`AuditQuery`]) and its
 //!   compilation into tantivy queries, always within one workspace; errors say where.

@@ -1,8 +1,8 @@
 //! The tantivy schema of `DESIGN.md` and the document each event becomes.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, IpAddrOptions,
-    NumericOptions, STRING, Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, IpAddrOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{DateTime, Index, TantivyDocument};
@@ -11,7 +11,7 @@ use crate::terms::EventTerms;
 
 /// Bumped whenever the schema or what feeds it changes: an index built under another version is
 /// rebuilt from scratch when it is opened.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The analyzer of free text: runs of letters and digits, lowercased.
 pub(crate) const WORDS_TOKENIZER: &str = "chronicle_words";
@@ -19,7 +19,7 @@ pub(crate) const WORDS_TOKENIZER: &str = "chronicle_words";
 /// The fields of the schema.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// The log position: fast (order, cursor), indexed and stored (hits are read back by it).
+    /// The log position: fast (hits are ordered and read back by it) and indexed (cursors).
     pub position: Field,
     pub workspace: Field,
     /// The type and its `prefix.*` forms.
@@ -43,19 +43,24 @@ impl Fields {
     /// Builds the schema and names its fields.
     pub fn schema() -> (Schema, Fields) {
         let mut builder = Schema::builder();
-        let keyword = STRING;
+        // Hits come back newest first, never by relevance, so no field keeps the field norms
+        // that scoring would read: a byte per document and field, written and merged for nothing.
+        let keyword = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        );
         let words = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(WORDS_TOKENIZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                .set_fieldnorms(false),
         );
         let fields = Fields {
             position: builder.add_u64_field(
                 "position",
-                NumericOptions::default()
-                    .set_indexed()
-                    .set_stored()
-                    .set_fast(),
+                NumericOptions::default().set_indexed().set_fast(),
             ),
             workspace: builder.add_text_field("workspace", keyword.clone()),
             event_type: builder.add_text_field("type", keyword.clone()),
@@ -66,7 +71,10 @@ impl Fields {
             schedule: builder.add_text_field("schedule", keyword.clone()),
             stream: builder.add_text_field("stream", keyword.clone()),
             request: builder.add_text_field("request", keyword),
-            source_ip: builder.add_ip_addr_field("ip", IpAddrOptions::from(INDEXED | FAST)),
+            source_ip: builder.add_ip_addr_field(
+                "ip",
+                IpAddrOptions::default().set_indexed().set_fast(),
+            ),
             occurred_at: builder.add_date_field(
                 "occurred_at",
                 DateOptions::from(FAST).set_precision(DateTimePrecision::Nanoseconds),
