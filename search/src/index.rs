@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chronicle_store::Store;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::{Index, IndexReader, Order, ReloadPolicy, Searcher};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::error::SearchError;
 use crate::facets::{FacetCollector, FacetRequest, Facets};
 use crate::indexer::{Command, Indexer, Links};
+use crate::merges::BoundedMerges;
 use crate::query::{AuditQuery, Compiler, Scope};
 use crate::schema::{Fields, SCHEMA_VERSION};
 
@@ -56,21 +57,6 @@ impl Default for SearchConfig {
             writer_memory_bytes: threads * 20 * 1024 * 1024,
         }
     }
-}
-
-/// Segments holding more documents than this are not merged again. A merge reads every page of
-/// the segments it merges through their mappings and holds per-document buffers for the segment
-/// it writes, so the largest merge bounds the memory the index takes: eight such segments make
-/// one of ~800,000 documents (about 40 MB on disk), and an index of 10M events stays a few
-/// dozen segments, which every query visits.
-const MERGE_MAX_SEGMENT_DOCS: usize = 100_000;
-
-/// tantivy's log-sized merges (eight segments of about the same size at a time), up to
-/// [`MERGE_MAX_SEGMENT_DOCS`].
-fn merge_policy() -> LogMergePolicy {
-    let mut policy = LogMergePolicy::default();
-    policy.set_max_docs_before_merge(MERGE_MAX_SEGMENT_DOCS);
-    policy
 }
 
 /// What the index has committed: the state readers search.
@@ -226,7 +212,7 @@ impl SearchIndex {
                         .num_merge_threads(1)
                         .build(),
                 )?;
-                writer.set_merge_policy(Box::new(merge_policy()));
+                writer.set_merge_policy(Box::new(BoundedMerges::default()));
                 if start_empty {
                     // Whatever is there belongs to another log: start empty, visibly.
                     writer.delete_all_documents()?;
@@ -479,30 +465,7 @@ fn search(
 
 #[cfg(test)]
 mod tests {
-    use tantivy::index::SegmentId;
-    use tantivy::indexer::MergePolicy;
-
     use super::*;
-
-    #[test]
-    fn merges_stop_at_segments_of_the_cap() {
-        let index = Index::create_in_ram(Fields::schema().0);
-        let segments = |docs: u32| {
-            (0..8)
-                .map(|_| index.new_segment_meta(SegmentId::generate_random(), docs))
-                .collect::<Vec<_>>()
-        };
-        let cap = MERGE_MAX_SEGMENT_DOCS as u32;
-        let small = merge_policy().compute_merge_candidates(&segments(cap));
-        assert_eq!(small.len(), 1, "eight segments at the cap merge");
-        assert_eq!(small[0].0.len(), 8);
-        assert!(
-            merge_policy()
-                .compute_merge_candidates(&segments(cap + 1))
-                .is_empty(),
-            "segments past the cap are never merged again"
-        );
-    }
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {

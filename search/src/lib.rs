@@ -28,6 +28,7 @@ mod error;
 mod facets;
 mod index;
 mod indexer;
+mod merges;
 pub mod query;
 mod schema;
 pub mod terms;

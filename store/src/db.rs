@@ -68,12 +68,12 @@ const SQLITE_SETTINGS: &str = "PRAGMA busy_timeout = 10000; PRAGMA synchronous =
 /// Each SQLite connection's page cache, in KiB, by role: the caches are private to their
 /// connection and fill up on a large database, so together they are most of the server's memory
 /// (DESIGN.md: 300 MiB at 10M events). Writers keep the index pages they touch on every
-/// commit (16 MiB); readers little (4 MiB). Pages past these come from the kernel's page cache,
+/// commit (16 MiB); readers little (2 MiB). Pages past these come from the kernel's page cache,
 /// shared by every connection, at the cost of a copy.
 fn cache_kib(access: Access) -> u32 {
     match access {
         Access::ReadWrite => 16_384,
-        Access::ReadOnly => 4_096,
+        Access::ReadOnly => 2_048,
     }
 }
 
