@@ -71,10 +71,8 @@ impl Fields {
             schedule: builder.add_text_field("schedule", keyword.clone()),
             stream: builder.add_text_field("stream", keyword.clone()),
             request: builder.add_text_field("request", keyword),
-            source_ip: builder.add_ip_addr_field(
-                "ip",
-                IpAddrOptions::default().set_indexed().set_fast(),
-            ),
+            source_ip: builder
+                .add_ip_addr_field("ip", IpAddrOptions::default().set_indexed().set_fast()),
             occurred_at: builder.add_date_field(
                 "occurred_at",
                 DateOptions::from(FAST).set_precision(DateTimePrecision::Nanoseconds),
