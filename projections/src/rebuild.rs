@@ -40,7 +40,7 @@ impl Projections {
         // Positions are gap-free, so the batches up to the head are known ranges: the next
         // READ_AHEAD are read, decoded and parsed on other tasks while one is applied.
         let target = self.store.head().position;
-        let batch_size = u64::from(self.batch_size);
+        let batch_size = u64::from(self.rebuild_batch_size);
         let read_range = |after: u64, limit: u64| {
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -70,7 +70,10 @@ impl Projections {
         // Then what was appended meanwhile, still without holding the write lock.
         let mut position = target;
         loop {
-            let events = self.store.read_all(position, self.batch_size).await?;
+            let events = self
+                .store
+                .read_all(position, self.rebuild_batch_size)
+                .await?;
             let Some(last) = events.last() else { break };
             position = last.position;
             applied += events.len() as u64;
@@ -112,7 +115,10 @@ impl Projections {
         let mut applied = 0;
         let swapped: Result<(), ProjectionError> = async {
             loop {
-                let events = self.store.read_all(position, self.batch_size).await?;
+                let events = self
+                    .store
+                    .read_all(position, self.rebuild_batch_size)
+                    .await?;
                 let Some(last) = events.last() else { break };
                 position = last.position;
                 applied += events.len() as u64;

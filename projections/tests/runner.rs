@@ -128,6 +128,7 @@ async fn a_failed_batch_resumes_without_skipping_or_repeating_and_a_rebuild_matc
     let (store, events) = filled_store(&directory).await;
     let config = ProjectionsConfig {
         batch_size: BATCH,
+        rebuild_batch_size: BATCH,
         ..ProjectionsConfig::default()
     };
     let projections = Projections::open(store.clone(), config).await.unwrap();
@@ -197,6 +198,7 @@ async fn two_nodes_on_one_postgres_database_stay_gap_free_and_project_exactly() 
     for node in &nodes {
         let config = ProjectionsConfig {
             batch_size: BATCH,
+            rebuild_batch_size: BATCH,
             ..ProjectionsConfig::default()
         };
         let node_projections = Projections::open(node.clone(), config).await.unwrap();
