@@ -160,6 +160,9 @@ impl Feed {
                     changed = listeners.changed() => if changed.is_err() { return },
                     _ = stopping.changed() => {}
                 }
+                // What committed meanwhile is read by the streams that want it, from the log:
+                // the feed starts over at the head as it stands now.
+                self.rest(store.head().position);
                 continue;
             }
             let target = head.borrow_and_update().position;
@@ -275,6 +278,74 @@ mod tests {
             positions(feed.read("a", &renamed_only, 12, 10)),
             Some((vec![], 16))
         );
+    }
+
+    #[tokio::test]
+    async fn reads_nothing_committed_while_nobody_listened() {
+        use chronicle_domain::envelope::{NewEvent, PreparedEvent};
+        use chronicle_store::StoreConfig;
+        use chronicle_store::checkpoint::NoteSigner;
+
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(
+            directory.path().join("feed.db"),
+            NoteSigner::generate("chronicle.test"),
+        ))
+        .await
+        .unwrap();
+        let append = |count: usize| {
+            let events = (0..count)
+                .map(|n| {
+                    let event = serde_json::json!({
+                        "stream": format!("machine-mch_{n}"), "type": "machine.renamed",
+                        "workspace": "ws_a", "occurred_at": "2026-11-24T03:50:26.123Z",
+                        "actor": {"kind": "member", "id": "usr_4"},
+                        "data": {"from": "web-1", "to": "web-2"}
+                    });
+                    PreparedEvent::new(NewEvent::from_json(&event, uuid::Uuid::now_v7()).unwrap())
+                })
+                .collect();
+            store.append(events)
+        };
+        let feed = Feed::new(100, 0);
+        let (stop, stopping) = watch::channel(false);
+        let running = tokio::spawn(feed.clone().run(store.clone(), stopping));
+        // On this one-thread runtime the feed runs up to its rest before anything commits.
+        tokio::task::yield_now().await;
+
+        // Nobody listens: three events commit and the feed stays empty.
+        append(3).await.unwrap();
+        let mut listener = feed.listen();
+        listener
+            .filled
+            .wait_for(|&filled| filled >= 3)
+            .await
+            .unwrap();
+        assert!(
+            feed.inner.recent.read().unwrap().is_empty(),
+            "the events committed while nobody listened are left to the log"
+        );
+        // A listener is there: what commits now is read into the feed.
+        append(2).await.unwrap();
+        listener
+            .filled
+            .wait_for(|&filled| filled >= 5)
+            .await
+            .unwrap();
+        let held: Vec<u64> = feed
+            .inner
+            .recent
+            .read()
+            .unwrap()
+            .iter()
+            .map(|event| event.position)
+            .collect();
+        assert_eq!(held, vec![4, 5]);
+
+        drop(listener);
+        stop.send_replace(true);
+        running.await.unwrap();
+        store.shutdown().await;
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub struct ProjectionsConfig {
 impl Default for ProjectionsConfig {
     /// Returns batches of 5,000 events while following the log (the server's memory budget
     /// holds while the models catch up with a fast ingest) and of 10,000 in a rebuild
-    /// (BENCHMARKS.md: 144,000–152,000 events/s against 121,000–124,000 with 5,000; 20,000 gained
-    /// nothing more), and four readers.
+    /// (BENCHMARKS.md: 133,000–150,000 events/s against 121,000–124,000 with 5,000; 20,000 gave
+    /// 149,000–152,000 in one run, for twice the memory), and four readers.
     fn default() -> Self {
         ProjectionsConfig {
             batch_size: 5_000,

@@ -9,8 +9,8 @@ use tantivy::indexer::{LogMergePolicy, MergeCandidate, MergePolicy};
 /// The most documents one merge takes in, so the largest segment a merge makes. A merge reads
 /// every page of the segments it merges through their mappings and holds per-document buffers
 /// for the one it writes, so this bounds the memory merging takes (about 30 MB of index); an
-/// index of 10M events settles at about 25 segments of 250,000–500,000 documents, which every
-/// query visits. A bound of 1M documents took the server past its 300 MiB budget
+/// index of 10M events settles at about 30 segments, most of 250,000–500,000 documents, which
+/// every query visits. A bound of 1M documents took the server past its 300 MiB budget
 /// (BENCHMARKS.md, "Server memory").
 pub(crate) const MERGE_MAX_DOCS: u32 = 500_000;
 
