@@ -25,8 +25,9 @@ until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
 
 # Resident memory in KiB: all of it, and the anonymous part (the heap: caches, buffers), which
 # leaves out the pages of files the server maps (the search index segments), which the kernel
-# can drop and read again. Every sample goes to $data/memory.tsv with the log position and the
-# lags, so a peak can be placed; the mappings at the highest peak are kept in $data/smaps.peak.
+# can drop and read again. Every sample (about one a second: each also reads /metrics) goes to
+# $data/memory.tsv with the log position and the lags, so a peak can be placed; the mappings at
+# the highest peak are kept in $data/smaps.peak.
 peak_rss=0
 peak_anon=0
 metric() {
@@ -78,6 +79,6 @@ echo "peak anonymous (heap):  $((peak_anon / 1024)) MiB"
 grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' "/proc/$server/status" | tr -s ' \t' ' ' | sed 's/^/now: /'
 echo "database:               $(du -sh "$data"/*.db* | tr '\n' ' ')"
 echo "search index:           $(du -sh "$data/index" 2>/dev/null | cut -f1)"
-echo "trace:                  $data/memory.tsv (one sample a second); the samples at the peaks:"
+echo "trace:                  $data/memory.tsv (about one sample a second); the samples at the peaks:"
 sort -t$'\t' -k2,2n "$data/memory.tsv" | tail -1 | sed 's/^/  highest resident set: /'
 sort -t$'\t' -k3,3n "$data/memory.tsv" | tail -1 | sed 's/^/  highest anonymous:    /'

@@ -465,7 +465,67 @@ fn search(
 
 #[cfg(test)]
 mod tests {
+    use tantivy::schema::{STORED, Schema};
+
     use super::*;
+
+    /// Commits one document with this payload into an index of `schema` in `directory`.
+    fn commit_index(directory: &Path, schema: Schema, payload: &Payload) {
+        let index = Index::create_in_dir(directory, schema).unwrap();
+        Fields::register_tokenizers(&index);
+        let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        let field = index.schema().get_field("position").unwrap();
+        let mut document = tantivy::TantivyDocument::new();
+        document.add_u64(field, 7);
+        writer.add_document(document).unwrap();
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(&payload.to_json());
+        prepared.commit().unwrap();
+    }
+
+    fn documents(index: &Index) -> u64 {
+        index.reader().unwrap().searcher().num_docs()
+    }
+
+    #[test]
+    fn an_index_of_another_schema_is_replaced_and_one_of_this_schema_resumes() {
+        let current = Payload {
+            schema: SCHEMA_VERSION,
+            position: 7,
+            leaf_hash: "ab".into(),
+        };
+        // The same schema: the index and its payload are kept.
+        let same = tempfile::tempdir().unwrap();
+        commit_index(same.path(), Fields::schema().0, &current);
+        let (index, payload) = open_index(Some(same.path()), Fields::schema().0).unwrap();
+        assert_eq!(payload, Some(current.clone()));
+        assert_eq!(documents(&index), 1);
+
+        // An earlier schema version in the payload (an index an earlier release built).
+        let older = tempfile::tempdir().unwrap();
+        let earlier = Payload {
+            schema: SCHEMA_VERSION - 1,
+            ..current.clone()
+        };
+        commit_index(older.path(), Fields::schema().0, &earlier);
+        let (index, payload) = open_index(Some(older.path()), Fields::schema().0).unwrap();
+        assert_eq!(
+            payload, None,
+            "an index of schema {} is not resumed",
+            earlier.schema
+        );
+        assert_eq!(documents(&index), 0);
+
+        // The right version but other fields (schema 1 stored `position`).
+        let other = tempfile::tempdir().unwrap();
+        let mut builder = Schema::builder();
+        builder.add_u64_field("position", STORED);
+        commit_index(other.path(), builder.build(), &current);
+        let (index, payload) = open_index(Some(other.path()), Fields::schema().0).unwrap();
+        assert_eq!(payload, None);
+        assert_eq!(documents(&index), 0);
+        assert_eq!(index.schema(), Fields::schema().0);
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
