@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::checkpoint::{Checkpoint, NoteSigner};
-use crate::db::{self, APPEND_LOCK, Access, Backend, Dialect, Sql};
+use crate::db::{self, APPEND_LOCK, Access, Backend, Dialect, Script, Sql};
 use crate::error::StoreError;
 use crate::follow;
 use crate::store::{Appended, Head, SignedCheckpoint};
@@ -434,16 +434,19 @@ impl Appender {
         }
 
         let commit_started = std::time::Instant::now();
-        let connection = &mut self.connection;
+        let mut script = Script::new(self.dialect);
         for (chunk, sealed) in rows
             .chunks(ROWS_PER_STATEMENT)
             .zip(sealed.chunks(ROWS_PER_STATEMENT))
         {
-            let mut insert = Sql::new(
-                "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, workspace_seq, \
-                 recorded_at, body, leaf_hash) ",
-            );
-            insert.values(
+            let text = "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, \
+                        workspace_seq, recorded_at, body, leaf_hash) ";
+            let statement = if chunk.len() == ROWS_PER_STATEMENT {
+                script.recurring_statement(text)
+            } else {
+                script.statement(text)
+            };
+            statement.values(
                 chunk.iter().zip(sealed),
                 |mut values, (row, (body, hash))| {
                     values
@@ -458,29 +461,27 @@ impl Appender {
                         .bind(hash.as_slice());
                 },
             );
-            insert.execute(connection).await?;
         }
         for chunk in log_nodes.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = Sql::new("INSERT INTO log_nodes (level, idx, hash) ");
-            insert.values(chunk, |mut values, (id, hash)| {
-                values
-                    .bind(i64::from(id.level))
-                    .bind(id.index as i64)
-                    .bind(hash.as_slice());
-            });
-            insert.execute(connection).await?;
+            script
+                .statement("INSERT INTO log_nodes (level, idx, hash) ")
+                .values(chunk, |mut values, (id, hash)| {
+                    values
+                        .bind(i64::from(id.level))
+                        .bind(id.index as i64)
+                        .bind(hash.as_slice());
+                });
         }
         for chunk in workspace_nodes.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                Sql::new("INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ");
-            insert.values(chunk, |mut values, (workspace_id, id, hash)| {
-                values
-                    .bind(*workspace_id)
-                    .bind(i64::from(id.level))
-                    .bind(id.index as i64)
-                    .bind(hash.as_slice());
-            });
-            insert.execute(connection).await?;
+            script
+                .statement("INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ")
+                .values(chunk, |mut values, (workspace_id, id, hash)| {
+                    values
+                        .bind(*workspace_id)
+                        .bind(i64::from(id.level))
+                        .bind(id.index as i64)
+                        .bind(hash.as_slice());
+                });
         }
         // Only new streams get a row; a stream's version is read from its events.
         let new_streams: Vec<(&String, &StreamState)> = state
@@ -489,22 +490,23 @@ impl Appender {
             .filter(|(_, stream)| stream.stream_id >= first_new_stream_id)
             .collect();
         for chunk in new_streams.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = Sql::new("INSERT INTO streams (stream_id, name) ");
-            insert.values(chunk, |mut values, (name, stream)| {
-                values.bind(stream.stream_id).bind(name.as_str());
-            });
-            insert.execute(connection).await?;
+            script
+                .statement("INSERT INTO streams (stream_id, name) ")
+                .values(chunk, |mut values, (name, stream)| {
+                    values.bind(stream.stream_id).bind(name.as_str());
+                });
         }
-        for (name, workspace) in &state.workspaces {
-            sqlx::query(
-                "INSERT INTO workspaces (workspace_id, name, seq) VALUES ($1, $2, $3) \
-                 ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq",
-            )
-            .bind(workspace.workspace_id)
-            .bind(name)
-            .bind(workspace.seq as i64)
-            .execute(&mut *connection)
-            .await?;
+        let workspaces: Vec<(&String, &WorkspaceState)> = state.workspaces.iter().collect();
+        for chunk in workspaces.chunks(ROWS_PER_STATEMENT) {
+            script
+                .statement("INSERT INTO workspaces (workspace_id, name, seq) ")
+                .values(chunk, |mut values, (name, workspace)| {
+                    values
+                        .bind(workspace.workspace_id)
+                        .bind(name.as_str())
+                        .bind(workspace.seq as i64);
+                })
+                .push(" ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq");
         }
         let last_position = rows
             .iter()
@@ -513,17 +515,18 @@ impl Appender {
             .unwrap_or(self.head.position);
         let new_head = Head {
             position: last_position,
-            recorded_at: Some(recorded_at_text),
+            recorded_at: Some(recorded_at_text.clone()),
         };
         if self.dialect == Dialect::Postgres {
             // Delivered to the other processes when, and only if, the commit lands.
-            sqlx::query("SELECT pg_notify($1, $2)")
+            script
+                .statement("SELECT pg_notify(")
                 .bind(follow::CHANNEL)
+                .push(", ")
                 .bind(follow::payload(&new_head))
-                .execute(&mut *connection)
-                .await?;
+                .push(")");
         }
-        sqlx::query("COMMIT").execute(&mut *connection).await?;
+        script.commit(&mut self.connection).await?;
         metrics::histogram!("chronicle_commit_duration_seconds")
             .record(commit_started.elapsed().as_secs_f64());
         metrics::histogram!("chronicle_group_commit_events").record(rows.len() as f64);
