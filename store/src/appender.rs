@@ -58,6 +58,15 @@ struct WorkspaceState {
     seq: u64,
 }
 
+/// What the appender knows of a group's event ids before it writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// Assumed new: the unique index on ids refuses the group if one is recorded.
+    New,
+    /// Looked up: the recorded ones are answered as retries.
+    LookedUp,
+}
+
 /// One event placed in the current group, waiting for the commit.
 struct PlacedRow<'a> {
     event: &'a NewEvent,
@@ -347,16 +356,41 @@ impl Appender {
         }
     }
 
-    /// Takes the write lock, places and writes the group, commits; rolls back on failure.
+    /// Writes the group on the bet that none of its event ids is recorded yet, which holds
+    /// unless a producer retries: the unique index on ids then refuses the group, which is
+    /// rolled back and written again after looking its ids up (one lookup less per group, and
+    /// the index probes it would repeat, in the common case).
     async fn write_group(
         &mut self,
         group: &[Request],
         outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
     ) -> Result<(), StoreError> {
+        let (next_stream_id, next_workspace_id) = (self.next_stream_id, self.next_workspace_id);
+        match self.write_group_once(group, outcomes, Ids::New).await {
+            Err(StoreError::Database(sqlx::Error::Database(error)))
+                if error.is_unique_violation() =>
+            {
+                metrics::counter!("chronicle_append_id_rechecks_total").increment(1);
+                outcomes.clear();
+                self.next_stream_id = next_stream_id;
+                self.next_workspace_id = next_workspace_id;
+                self.write_group_once(group, outcomes, Ids::LookedUp).await
+            }
+            result => result,
+        }
+    }
+
+    /// Takes the write lock, places and writes the group, commits; rolls back on failure.
+    async fn write_group_once(
+        &mut self,
+        group: &[Request],
+        outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
+        ids: Ids,
+    ) -> Result<(), StoreError> {
         self.dialect
             .begin_write(&mut self.connection, APPEND_LOCK)
             .await?;
-        let result = self.place_and_write(group, outcomes).await;
+        let result = self.place_and_write(group, outcomes, ids).await;
         if result.is_err() {
             db::rollback(&mut self.connection).await;
         }
@@ -369,15 +403,21 @@ impl Appender {
         &mut self,
         group: &[Request],
         outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
+        ids: Ids,
     ) -> Result<(), StoreError> {
         if self.dialect == Dialect::Postgres {
             self.catch_up().await?;
         }
-        let ids: Vec<Uuid> = group
-            .iter()
-            .flat_map(|r| r.events.iter().map(|p| p.event.id))
-            .collect();
-        let recorded = self.recorded_by_id(&ids).await?;
+        let recorded = match ids {
+            Ids::New => HashMap::new(),
+            Ids::LookedUp => {
+                let ids: Vec<Uuid> = group
+                    .iter()
+                    .flat_map(|r| r.events.iter().map(|p| p.event.id))
+                    .collect();
+                self.recorded_by_id(&ids).await?
+            }
+        };
         let names: Vec<&str> = group
             .iter()
             .flat_map(|r| r.events.iter().map(|p| p.event.stream.as_str()))
@@ -815,5 +855,76 @@ fn appended(row: &PlacedRow<'_>) -> Appended {
         stream: row.event.stream.clone(),
         stream_version: row.place.stream_version,
         workspace_seq: row.place.workspace_seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chronicle_domain::{NewEvent, PreparedEvent};
+    use chronicle_fixtures::{Scale, history};
+    use serde_json::Value;
+
+    use crate::checkpoint::NoteSigner;
+    use crate::{Direction, Store, StoreConfig, StoreError};
+
+    fn prepared(value: &Value) -> PreparedEvent {
+        PreparedEvent::new(NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap())
+    }
+
+    /// A retried batch, a batch reusing a recorded id with other content and new batches, all
+    /// in one group: the group is refused by the id index, written again after looking its ids
+    /// up, and each producer gets the answer it would have got alone.
+    #[tokio::test]
+    async fn a_retry_in_a_group_of_new_events_is_answered_and_the_rest_appended_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(
+            directory.path().join("store.db"),
+            NoteSigner::generate("chronicle.test"),
+        ))
+        .await
+        .unwrap();
+        let mut events: Vec<Value> = history(7, Scale::small()).into_iter().take(6).collect();
+        for event in &mut events {
+            event["id"] = Value::String(uuid::Uuid::now_v7().to_string());
+        }
+        let first = store
+            .append(events[..2].iter().map(prepared).collect())
+            .await
+            .unwrap();
+        let mut changed = events[1].clone();
+        changed["occurred_at"] = Value::String("2020-01-01T00:00:00Z".into());
+
+        // One task, no await between the sends: the appender takes all four as one group.
+        let (retried, new, refused, newer) = tokio::join!(
+            store.append(events[..2].iter().map(prepared).collect()),
+            store.append(events[2..4].iter().map(prepared).collect()),
+            store.append(vec![prepared(&changed)]),
+            store.append(events[4..].iter().map(prepared).collect()),
+        );
+        assert_eq!(retried.unwrap(), first);
+        let positions = |answer: Result<Vec<crate::Appended>, StoreError>| -> Vec<u64> {
+            answer.unwrap().iter().map(|a| a.position).collect()
+        };
+        assert_eq!(positions(new), [3, 4]);
+        assert!(
+            matches!(refused, Err(StoreError::DuplicateEventId { index: 0, id }) if id.to_string() == events[1]["id"]),
+            "{refused:?}"
+        );
+        assert_eq!(positions(newer), [5, 6]);
+
+        let recorded = store.read_all(0, 100).await.unwrap();
+        let ids: Vec<String> = recorded.iter().map(|e| e.id.to_string()).collect();
+        let sent: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, sent);
+        assert_eq!(store.head().position, 6);
+        // Stream versions continue from the committed ones, counted once.
+        for event in &recorded {
+            let stream = store
+                .read_stream(&event.stream, None, 100, Direction::Forward)
+                .await
+                .unwrap();
+            let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
+            assert_eq!(versions, (1..=stream.len() as u64).collect::<Vec<_>>());
+        }
     }
 }
