@@ -42,7 +42,8 @@ pub(crate) enum Command {
 }
 
 pub(crate) struct Request {
-    pub events: Vec<PreparedEvent>,
+    /// Shared with the producer, which frees them (see [`Appender::commit_group`]).
+    pub events: Arc<Vec<PreparedEvent>>,
     pub reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
 }
 
@@ -349,10 +350,12 @@ impl Appender {
                 }
             }
         }
-        for (request, outcome) in group.into_iter().zip(outcomes) {
+        for (Request { events, reply }, outcome) in group.into_iter().zip(outcomes) {
             let outcome = outcome
                 .unwrap_or_else(|| Err(StoreError::Unavailable("the batch was not placed".into())));
-            let _ = request.reply.send(outcome);
+            // Let go first: the producer, holding the other share until answered, frees them.
+            drop(events);
+            let _ = reply.send(outcome);
         }
     }
 
@@ -439,17 +442,17 @@ impl Appender {
 
         let recorded_at = self.next_recorded_at();
         let recorded_at_text = format_timestamp(recorded_at);
-        let sealed: Vec<(Vec<u8>, Hash)> = rows
+        let (bodies, leaves): (Vec<Vec<u8>>, Vec<Hash>) = rows
             .iter()
             .map(|row| row.prepared.seal(row.place, &recorded_at_text))
-            .collect();
+            .unzip();
 
         // Grow the log tree and each workspace tree by the new leaves, in position order.
         let mut log = self.log.clone();
         let mut log_nodes: Vec<(NodeId, Hash)> = Vec::new();
         let mut workspace_frontiers: HashMap<i64, Frontier> = HashMap::new();
         let mut workspace_nodes: Vec<(i64, NodeId, Hash)> = Vec::new();
-        for (row, (_, leaf)) in rows.iter().zip(&sealed) {
+        for (row, leaf) in rows.iter().zip(&leaves) {
             debug_assert_eq!(log.size() + 1, row.place.position);
             log_nodes.extend(
                 log.push(*leaf)
@@ -475,9 +478,11 @@ impl Appender {
 
         let commit_started = std::time::Instant::now();
         let mut script = Script::new(self.dialect);
-        for (chunk, sealed) in rows
+        // Bodies are bound as they are, not borrowed: the driver copies what it borrows.
+        let mut bodies = bodies.into_iter();
+        for (chunk, leaves) in rows
             .chunks(ROWS_PER_STATEMENT)
-            .zip(sealed.chunks(ROWS_PER_STATEMENT))
+            .zip(leaves.chunks(ROWS_PER_STATEMENT))
         {
             let text = "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, \
                         workspace_seq, recorded_at, body, leaf_hash) ";
@@ -487,8 +492,8 @@ impl Appender {
                 script.statement(text)
             };
             statement.values(
-                chunk.iter().zip(sealed),
-                |mut values, (row, (body, hash))| {
+                chunk.iter().zip(bodies.by_ref()).zip(leaves),
+                |mut values, ((row, body), hash)| {
                     values
                         .bind(row.place.position as i64)
                         .bind(row.event.id.as_bytes().as_slice())
@@ -497,7 +502,7 @@ impl Appender {
                         .bind(row.workspace_id)
                         .bind(row.place.workspace_seq.map(|seq| seq as i64))
                         .bind(recorded_at_text.as_str())
-                        .bind(body.as_slice())
+                        .bind(body)
                         .bind(hash.as_slice());
                 },
             );

@@ -171,7 +171,13 @@ impl Store {
     /// content append nothing and answer with their first places.
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = Command::Append(Request { events, reply });
+        // The appender lets go of its share before it answers, so the events are freed here,
+        // on the producer's task, and not on the appender's, whose time every producer waits on.
+        let events = Arc::new(events);
+        let request = Command::Append(Request {
+            events: events.clone(),
+            reply,
+        });
         self.commands
             .try_send(request)
             .map_err(|error| match error {
@@ -182,9 +188,11 @@ impl Store {
                     StoreError::Unavailable("the store is shutting down".into())
                 }
             })?;
-        answer
+        let answer = answer
             .await
-            .map_err(|_| StoreError::Unavailable("the appender stopped before answering".into()))?
+            .map_err(|_| StoreError::Unavailable("the appender stopped before answering".into()))?;
+        drop(events);
+        answer
     }
 
     /// Returns the newest committed event's position and time.
