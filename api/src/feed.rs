@@ -10,9 +10,11 @@
 //! a server nobody follows live neither reads every event a second time nor keeps them.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use chronicle_domain::RecordedEvent;
 use chronicle_store::Store;
 use tokio::sync::watch;
@@ -22,26 +24,60 @@ use crate::live::TypeFilter;
 /// Events read from the log per query while following it.
 const READ_PAGE: u32 = 1_000;
 
-/// One committed event, encoded once.
+/// One committed event, encoded once, as every live stream sends it.
 #[derive(Debug)]
 pub(crate) struct LiveEvent {
     pub position: u64,
     pub workspace: Option<String>,
     pub event_type: String,
-    /// The recorded event exactly as `GET /v1/events/ID` answers it.
-    pub json: Arc<str>,
+    /// The Server-Sent-Events message: `id: POSITION`, `event: TYPE`, `data: JSON` and a blank
+    /// line. Every SSE stream sends these same bytes, shared, not copied.
+    sse: Bytes,
+    /// Where in `sse` the JSON lies: the recorded event exactly as `GET /v1/events/ID` answers.
+    json: Range<usize>,
 }
 
 impl LiveEvent {
     pub(crate) fn new(event: &RecordedEvent) -> LiveEvent {
+        let json = serde_json::to_string(event).expect("a recorded event serialises");
+        LiveEvent::encoded(
+            event.position,
+            event.workspace.clone(),
+            event.event_type.clone(),
+            &json,
+        )
+    }
+
+    /// Serialised JSON never holds a line break (strings escape theirs), and event types are
+    /// catalogue names, so each field is one SSE line.
+    fn encoded(
+        position: u64,
+        workspace: Option<String>,
+        event_type: String,
+        json: &str,
+    ) -> LiveEvent {
+        let mut sse = format!("id: {position}\nevent: {event_type}\ndata: ");
+        let start = sse.len();
+        sse.push_str(json);
+        let json = start..sse.len();
+        sse.push_str("\n\n");
         LiveEvent {
-            position: event.position,
-            workspace: event.workspace.clone(),
-            event_type: event.event_type.clone(),
-            json: serde_json::to_string(event)
-                .expect("a recorded event serialises")
-                .into(),
+            position,
+            workspace,
+            event_type,
+            sse: Bytes::from(sse),
+            json,
         }
+    }
+
+    /// The event as one Server-Sent-Events message.
+    pub(crate) fn sse(&self) -> Bytes {
+        self.sse.clone()
+    }
+
+    /// The recorded event's JSON.
+    pub(crate) fn json(&self) -> &str {
+        std::str::from_utf8(&self.sse[self.json.clone()]).expect("the JSON was a str")
     }
 }
 
@@ -230,12 +266,28 @@ mod tests {
     use super::*;
 
     fn event(position: u64, workspace: &str, event_type: &str) -> Arc<LiveEvent> {
-        Arc::new(LiveEvent {
+        Arc::new(LiveEvent::encoded(
             position,
-            workspace: Some(workspace.into()),
-            event_type: event_type.into(),
-            json: Arc::from("{}"),
-        })
+            Some(workspace.into()),
+            event_type.into(),
+            "{}",
+        ))
+    }
+
+    /// The bytes every SSE stream sends, and the JSON within them that WebSocket streams send.
+    #[test]
+    fn an_event_is_encoded_once_as_an_sse_message_holding_its_json() {
+        let event = LiveEvent::encoded(
+            42,
+            Some("ws_acme".into()),
+            "machine.renamed".into(),
+            r#"{"a":"x\ny"}"#,
+        );
+        assert_eq!(
+            &event.sse()[..],
+            b"id: 42\nevent: machine.renamed\ndata: {\"a\":\"x\\ny\"}\n\n"
+        );
+        assert_eq!(event.json(), r#"{"a":"x\ny"}"#);
     }
 
     fn positions(read: Read) -> Option<(Vec<u64>, u64)> {

@@ -12,15 +12,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chronicle_store::{Store, StoreError};
-use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
@@ -289,29 +289,53 @@ pub(crate) async fn server_sent_events(
     Path(workspace): Path<String>,
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let follower = follower(&state, workspace, &headers, live)?;
-    let stream = futures::stream::unfold(follower, |mut follower| async move {
-        match follower.next().await {
-            Ok(Some(event)) => Some((Ok(sse_event(&event)), follower)),
-            Ok(None) => None,
-            Err(error) => {
-                // The client reconnects with Last-Event-ID and loses nothing.
-                tracing::warn!(error = %error, workspace = %follower.workspace, "live stream ended");
-                None
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.live.keep_alive)))
+    let keep_alive = state.config.live.keep_alive;
+    let idle = Box::pin(tokio::time::sleep(keep_alive));
+    // Each message is the feed's encoding of the event, shared by every stream (building an
+    // SSE message per stream and event cost a copy and a scan of its JSON each time).
+    let messages = futures::stream::unfold(
+        (follower, idle),
+        move |(mut follower, mut idle)| async move {
+            let message = tokio::select! {
+                next = follower.next() => match next {
+                    Ok(Some(event)) if follower.page.is_empty() => event.sse(),
+                    Ok(Some(event)) => {
+                        // What is already in the page goes in the same frame: one write for all
+                        // (a frame per event held 100 subscribers at 7,400-8,300 events/s).
+                        let mut frame = event.sse().to_vec();
+                        while let Some(event) = follower.page.pop_front() {
+                            frame.extend_from_slice(&event.sse());
+                        }
+                        Bytes::from(frame)
+                    }
+                    Ok(None) => return None,
+                    Err(error) => {
+                        // The client reconnects with Last-Event-ID and loses nothing.
+                        tracing::warn!(error = %error, workspace = %follower.workspace, "live stream ended");
+                        return None;
+                    }
+                },
+                () = &mut idle => Bytes::from_static(KEEP_ALIVE),
+            };
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + keep_alive);
+            Some((Ok::<_, Infallible>(message), (follower, idle)))
+        },
+    );
+    Ok((
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(messages),
+    )
+        .into_response())
 }
 
-/// One SSE message: `id: POSITION`, `event: TYPE`, `data: RECORDED EVENT`.
-fn sse_event(event: &LiveEvent) -> Event {
-    Event::default()
-        .id(event.position.to_string())
-        .event(&event.event_type)
-        .data(&*event.json)
-}
+/// The comment an idle SSE stream sends every `keep_alive`.
+const KEEP_ALIVE: &[u8] = b": \n\n";
 
 /// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/live/ws", tag = "live", params(("workspace" = String, Path), LiveQuery),
@@ -342,7 +366,7 @@ async fn follow_over_websocket(mut socket: WebSocket, mut follower: Follower) {
         tokio::select! {
             next = follower.next() => match next {
                 Ok(Some(event)) => {
-                    if socket.send(Message::Text(event.json.to_string().into())).await.is_err() {
+                    if socket.send(Message::Text(event.json().into())).await.is_err() {
                         return;
                     }
                 }
