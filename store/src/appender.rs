@@ -108,6 +108,8 @@ pub(crate) struct Appender {
     next_position: u64,
     next_stream_id: i64,
     next_workspace_id: i64,
+    /// `next_stream_id` and `next_workspace_id` as the current group's placing found them.
+    unplaced_ids: (i64, i64),
     last_recorded_at: OffsetDateTime,
     head: Head,
     streams: HashMap<String, StreamState>,
@@ -134,6 +136,7 @@ impl Appender {
             next_position: 1,
             next_stream_id: 1,
             next_workspace_id: 1,
+            unplaced_ids: (1, 1),
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             head: Head::default(),
             streams: HashMap::new(),
@@ -368,15 +371,15 @@ impl Appender {
         group: &[Request],
         outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
     ) -> Result<(), StoreError> {
-        let (next_stream_id, next_workspace_id) = (self.next_stream_id, self.next_workspace_id);
         match self.write_group_once(group, outcomes, Ids::New).await {
             Err(StoreError::Database(sqlx::Error::Database(error)))
                 if error.is_unique_violation() =>
             {
                 metrics::counter!("chronicle_append_id_rechecks_total").increment(1);
                 outcomes.clear();
-                self.next_stream_id = next_stream_id;
-                self.next_workspace_id = next_workspace_id;
+                // Give back the ids the refused placing took; those caught up from other
+                // processes stay taken.
+                (self.next_stream_id, self.next_workspace_id) = self.unplaced_ids;
                 self.write_group_once(group, outcomes, Ids::LookedUp).await
             }
             result => result,
@@ -411,6 +414,7 @@ impl Appender {
         if self.dialect == Dialect::Postgres {
             self.catch_up().await?;
         }
+        self.unplaced_ids = (self.next_stream_id, self.next_workspace_id);
         let recorded = match ids {
             Ids::New => HashMap::new(),
             Ids::LookedUp => {
