@@ -336,12 +336,14 @@ impl Appender {
         let mut outcomes: Vec<Option<Result<Vec<Appended>, StoreError>>> =
             Vec::with_capacity(group.len());
         let result = self.write_group(&group, &mut outcomes).await;
+        // Every request is answered, also when the group failed before placing all of them.
+        outcomes.resize_with(group.len(), || None);
         match result {
             Ok(()) => follow::advance(head, self.head.clone()),
             Err(error) => {
                 tracing::error!(error = %error, "group commit failed; the appender rereads the committed state");
                 for outcome in outcomes.iter_mut() {
-                    if matches!(outcome, Some(Ok(_))) {
+                    if matches!(outcome, None | Some(Ok(_))) {
                         // The cause (a full disk, a lost connection) says when to retry.
                         *outcome = Some(Err(StoreError::Unavailable(format!(
                             "the database could not commit the batch: {error}"
@@ -417,13 +419,7 @@ impl Appender {
         self.unplaced_ids = (self.next_stream_id, self.next_workspace_id);
         let recorded = match ids {
             Ids::New => HashMap::new(),
-            Ids::LookedUp => {
-                let ids: Vec<Uuid> = group
-                    .iter()
-                    .flat_map(|r| r.events.iter().map(|p| p.event.id))
-                    .collect();
-                self.recorded_by_id(&ids).await?
-            }
+            Ids::LookedUp => self.recorded_by_id(group).await?,
         };
         let names: Vec<&str> = group
             .iter()
@@ -432,12 +428,19 @@ impl Appender {
             .collect();
         self.load_streams(&names).await?;
 
-        let mut state = GroupState::default();
-        let mut rows: Vec<PlacedRow<'_>> = Vec::new();
         let first_new_stream_id = self.next_stream_id;
-        for request in group {
-            let outcome = self.place_request(request, &recorded, &mut state, &mut rows);
-            outcomes.push(Some(outcome));
+        let (mut state, mut rows) = self.place_group(group, &recorded, outcomes);
+        let refused_on_version = outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Some(Err(StoreError::WrongExpectedVersion { .. }))));
+        if ids == Ids::New && refused_on_version {
+            // A retry's events were placed as new and its expected versions no longer hold:
+            // place the group again knowing which events are recorded (nothing is written yet).
+            metrics::counter!("chronicle_append_id_rechecks_total").increment(1);
+            (self.next_stream_id, self.next_workspace_id) = self.unplaced_ids;
+            outcomes.clear();
+            let recorded = self.recorded_by_id(group).await?;
+            (state, rows) = self.place_group(group, &recorded, outcomes);
         }
         if rows.is_empty() {
             sqlx::query("COMMIT").execute(&mut self.connection).await?;
@@ -488,14 +491,13 @@ impl Appender {
             .chunks(ROWS_PER_STATEMENT)
             .zip(leaves.chunks(ROWS_PER_STATEMENT))
         {
-            let text = "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, \
-                        workspace_seq, recorded_at, body, leaf_hash) ";
-            let statement = if chunk.len() == ROWS_PER_STATEMENT {
-                script.recurring_statement(text)
-            } else {
-                script.statement(text)
-            };
-            statement.values(
+            chunk_statement(
+                &mut script,
+                chunk.len(),
+                "INSERT INTO events (position, id, stream_id, stream_version, workspace_id, \
+                 workspace_seq, recorded_at, body, leaf_hash) ",
+            )
+            .values(
                 chunk.iter().zip(bodies.by_ref()).zip(leaves),
                 |mut values, ((row, body), hash)| {
                     values
@@ -512,25 +514,31 @@ impl Appender {
             );
         }
         for chunk in log_nodes.chunks(ROWS_PER_STATEMENT) {
-            script
-                .statement("INSERT INTO log_nodes (level, idx, hash) ")
-                .values(chunk, |mut values, (id, hash)| {
-                    values
-                        .bind(i64::from(id.level))
-                        .bind(id.index as i64)
-                        .bind(hash.as_slice());
-                });
+            chunk_statement(
+                &mut script,
+                chunk.len(),
+                "INSERT INTO log_nodes (level, idx, hash) ",
+            )
+            .values(chunk, |mut values, (id, hash)| {
+                values
+                    .bind(i64::from(id.level))
+                    .bind(id.index as i64)
+                    .bind(hash.as_slice());
+            });
         }
         for chunk in workspace_nodes.chunks(ROWS_PER_STATEMENT) {
-            script
-                .statement("INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ")
-                .values(chunk, |mut values, (workspace_id, id, hash)| {
-                    values
-                        .bind(*workspace_id)
-                        .bind(i64::from(id.level))
-                        .bind(id.index as i64)
-                        .bind(hash.as_slice());
-                });
+            chunk_statement(
+                &mut script,
+                chunk.len(),
+                "INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ",
+            )
+            .values(chunk, |mut values, (workspace_id, id, hash)| {
+                values
+                    .bind(*workspace_id)
+                    .bind(i64::from(id.level))
+                    .bind(id.index as i64)
+                    .bind(hash.as_slice());
+            });
         }
         // Only new streams get a row; a stream's version is read from its events.
         let new_streams: Vec<(&String, &StreamState)> = state
@@ -539,23 +547,29 @@ impl Appender {
             .filter(|(_, stream)| stream.stream_id >= first_new_stream_id)
             .collect();
         for chunk in new_streams.chunks(ROWS_PER_STATEMENT) {
-            script
-                .statement("INSERT INTO streams (stream_id, name) ")
-                .values(chunk, |mut values, (name, stream)| {
-                    values.bind(stream.stream_id).bind(name.as_str());
-                });
+            chunk_statement(
+                &mut script,
+                chunk.len(),
+                "INSERT INTO streams (stream_id, name) ",
+            )
+            .values(chunk, |mut values, (name, stream)| {
+                values.bind(stream.stream_id).bind(name.as_str());
+            });
         }
         let workspaces: Vec<(&String, &WorkspaceState)> = state.workspaces.iter().collect();
         for chunk in workspaces.chunks(ROWS_PER_STATEMENT) {
-            script
-                .statement("INSERT INTO workspaces (workspace_id, name, seq) ")
-                .values(chunk, |mut values, (name, workspace)| {
-                    values
-                        .bind(workspace.workspace_id)
-                        .bind(name.as_str())
-                        .bind(workspace.seq as i64);
-                })
-                .push(" ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq");
+            chunk_statement(
+                &mut script,
+                chunk.len(),
+                "INSERT INTO workspaces (workspace_id, name, seq) ",
+            )
+            .values(chunk, |mut values, (name, workspace)| {
+                values
+                    .bind(workspace.workspace_id)
+                    .bind(name.as_str())
+                    .bind(workspace.seq as i64);
+            })
+            .push(" ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq");
         }
         let last_position = rows
             .iter()
@@ -650,6 +664,22 @@ impl Appender {
             .await?;
         self.notes.insert(tree.to_owned(), signed.clone());
         Ok(signed)
+    }
+
+    /// Places every request of the group in turn; `outcomes` gets one entry per request.
+    fn place_group<'a>(
+        &mut self,
+        group: &'a [Request],
+        recorded: &HashMap<Uuid, RecordedEvent>,
+        outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
+    ) -> (GroupState, Vec<PlacedRow<'a>>) {
+        let mut state = GroupState::default();
+        let mut rows = Vec::new();
+        for request in group {
+            let outcome = self.place_request(request, recorded, &mut state, &mut rows);
+            outcomes.push(Some(outcome));
+        }
+        (state, rows)
     }
 
     /// Places one atomic request over the group so far; on refusal the group is unchanged.
@@ -820,11 +850,15 @@ impl Appender {
         now.max(self.last_recorded_at)
     }
 
-    /// Returns the recorded events among `ids`.
+    /// Returns the recorded events among the group's.
     async fn recorded_by_id(
         &mut self,
-        ids: &[Uuid],
+        group: &[Request],
     ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|p| p.event.id))
+            .collect();
         let mut found = HashMap::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut query = Sql::new("SELECT position, body, leaf_hash FROM events WHERE id IN ");
@@ -854,6 +888,15 @@ impl Appender {
             }
         }
         Ok(())
+    }
+}
+
+/// Starts the statement of a chunk of rows: a full chunk's text recurs from group to group.
+fn chunk_statement<'s, 'q>(script: &'s mut Script<'q>, rows: usize, text: &str) -> &'s mut Sql<'q> {
+    if rows == ROWS_PER_STATEMENT {
+        script.recurring_statement(text)
+    } else {
+        script.statement(text)
     }
 }
 
@@ -896,6 +939,8 @@ mod tests {
         for event in &mut events {
             event["id"] = Value::String(uuid::Uuid::now_v7().to_string());
         }
+        // The first event opens its stream: retried, its demand no longer holds.
+        events[0]["expected_version"] = Value::String("no_stream".into());
         let first = store
             .append(events[..2].iter().map(prepared).collect())
             .await
@@ -911,6 +956,14 @@ mod tests {
             store.append(events[4..].iter().map(prepared).collect()),
         );
         assert_eq!(retried.unwrap(), first);
+        // Alone, too, a retry is answered, also one whose demand no longer holds.
+        assert_eq!(
+            store
+                .append(events[..1].iter().map(prepared).collect())
+                .await
+                .unwrap(),
+            first[..1]
+        );
         let positions = |answer: Result<Vec<crate::Appended>, StoreError>| -> Vec<u64> {
             answer.unwrap().iter().map(|a| a.position).collect()
         };

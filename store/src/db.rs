@@ -427,7 +427,8 @@ impl<'q> Sql<'q> {
 /// each is a call of its own.
 pub struct Script<'q> {
     dialect: Dialect,
-    calls: Vec<Sql<'q>>,
+    /// Each call, and whether its text recurs (kept prepared) or is used once.
+    calls: Vec<(Sql<'q>, bool)>,
     /// Whether the last call takes further statements.
     open: bool,
 }
@@ -448,7 +449,8 @@ impl<'q> Script<'q> {
 
     /// Starts a statement whose text recurs from script to script (a full chunk of rows) as a
     /// call of its own, so the driver's cache keeps it prepared: preparing a thousand-row
-    /// `INSERT` again for every group costs more than the trip saved.
+    /// `INSERT` again for every group costs more than the trip saved. Other calls are not
+    /// cached: a script's text seldom comes again.
     pub fn recurring_statement(&mut self, text: &str) -> &mut Sql<'q> {
         self.start(text, true)
     }
@@ -456,10 +458,10 @@ impl<'q> Script<'q> {
     fn start(&mut self, text: &str, alone: bool) -> &mut Sql<'q> {
         let join = self.dialect == Dialect::Sqlite && self.open && !alone;
         if !join {
-            self.calls.push(Sql::default());
+            self.calls.push((Sql::default(), alone));
         }
         self.open = !alone;
-        let call = self.calls.last_mut().expect("a call was just pushed");
+        let (call, _) = self.calls.last_mut().expect("a call was just pushed");
         if join {
             call.push("; ");
         }
@@ -470,8 +472,12 @@ impl<'q> Script<'q> {
     /// transaction is left to the caller to roll back.
     pub async fn commit(mut self, connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
         self.statement("COMMIT");
-        for call in self.calls {
-            call.execute(connection).await?;
+        for (call, recurring) in self.calls {
+            let text = call.render(self.dialect);
+            sqlx::query_with(&text, call.arguments)
+                .persistent(recurring)
+                .execute(&mut *connection)
+                .await?;
         }
         Ok(())
     }
@@ -541,7 +547,7 @@ mod tests {
             first
                 .calls
                 .iter()
-                .map(|call| call.render(Dialect::Sqlite))
+                .map(|(call, _)| call.render(Dialect::Sqlite))
                 .collect::<Vec<_>>(),
             [
                 "INSERT INTO b (x) VALUES (?)",
