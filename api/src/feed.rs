@@ -10,6 +10,7 @@
 //! a server nobody follows live neither reads every event a second time nor keeps them.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -56,7 +57,9 @@ impl LiveEvent {
         event_type: String,
         json: &str,
     ) -> LiveEvent {
-        let mut sse = format!("id: {position}\nevent: {event_type}\ndata: ");
+        let mut sse = String::with_capacity(event_type.len() + json.len() + 48);
+        write!(sse, "id: {position}\nevent: {event_type}\ndata: ")
+            .expect("writing to a String never fails");
         let start = sse.len();
         sse.push_str(json);
         let json = start..sse.len();
@@ -65,7 +68,9 @@ impl LiveEvent {
             position,
             workspace,
             event_type,
-            sse: Bytes::from(sse),
+            // Exactly its length: `Bytes` keeps a buffer's spare capacity, and the feed holds
+            // 20,000 of these.
+            sse: Bytes::from(sse.into_bytes().into_boxed_slice()),
             json,
         }
     }
