@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+// Linked for the server's allocator, which it sets (see `chronicle_benches`).
+use chronicle_benches as _;
 use chronicle_domain::{NewEvent, PreparedEvent};
 use chronicle_fixtures::{HistoryGenerator, Scale};
 use chronicle_projections::{Filters, Model, PageRequest, Projections, ProjectionsConfig};
