@@ -1,8 +1,8 @@
 //! The tantivy schema of `DESIGN.md` and the document each event becomes.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, IpAddrOptions, NumericOptions,
-    Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, IpAddrOptions, Schema,
+    TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{DateTime, Index, TantivyDocument};
@@ -11,7 +11,7 @@ use crate::terms::EventTerms;
 
 /// Bumped whenever the schema or what feeds it changes: an index built under another version is
 /// rebuilt from scratch when it is opened.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The analyzer of free text: runs of letters and digits, lowercased.
 pub(crate) const WORDS_TOKENIZER: &str = "chronicle_words";
@@ -19,7 +19,9 @@ pub(crate) const WORDS_TOKENIZER: &str = "chronicle_words";
 /// The fields of the schema.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
-    /// The log position: fast (hits are ordered and read back by it) and indexed (cursors).
+    /// The log position, fast only: hits are ordered and read back by it, and cursors are range
+    /// queries on the column. Not indexed: a term per event, never looked up, made a term
+    /// dictionary as large as the log that every segment write and merge rebuilt.
     pub position: Field,
     pub workspace: Field,
     /// The type and its `prefix.*` forms.
@@ -58,10 +60,7 @@ impl Fields {
                 .set_fieldnorms(false),
         );
         let fields = Fields {
-            position: builder.add_u64_field(
-                "position",
-                NumericOptions::default().set_indexed().set_fast(),
-            ),
+            position: builder.add_u64_field("position", FAST),
             workspace: builder.add_text_field("workspace", keyword.clone()),
             event_type: builder.add_text_field("type", keyword.clone()),
             category: builder.add_text_field("category", FAST),
