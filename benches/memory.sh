@@ -52,7 +52,35 @@ sample() {
     return 0
 }
 
+# Spikes shorter than a second: every 50 ms, each time the peak (VmHWM) has risen by 1 MiB or
+# more, $data/hwm.tsv gets the moment and the resident set's parts, and past 256 MiB the
+# mappings are kept in $data/smaps.hwm (the highest such moment).
+watch_peak() {
+    local key value hwm=0 rss=0 anon=0 file=0 last=0
+    printf 'seconds\tvmhwm_kib\trss_kib\tanon_kib\tfile_kib\n' >"$data/hwm.tsv"
+    while kill -0 "$server" 2>/dev/null; do
+        while read -r key value _; do
+            case $key in
+                VmHWM:) hwm=$value ;;
+                VmRSS:) rss=$value ;;
+                RssAnon:) anon=$value ;;
+                RssFile:) file=$value ;;
+            esac
+        done <"/proc/$server/status" 2>/dev/null || return 0
+        if ((hwm >= last + 1024)); then
+            last=$hwm
+            printf '%s\t%s\t%s\t%s\t%s\n' \
+                "$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')" \
+                "$hwm" "$rss" "$anon" "$file" >>"$data/hwm.tsv"
+            ((hwm > 262144)) && { cp "/proc/$server/smaps" "$data/smaps.hwm" 2>/dev/null || true; }
+        fi
+        sleep 0.05
+    done
+}
+
 started=$(date +%s.%N)
+watch_peak &
+watcher=$!
 target/release/loadgen --url "http://127.0.0.1:$port" --token "$token" \
     --batch-producers 4 --single-producers 0 --readers 1 --searchers 1 \
     --events "$events" --duration 36000 >"$data/loadgen.txt" 2>&1 &
@@ -66,6 +94,7 @@ while (( $(metric chronicle_projection_lag_events) > 0 || $(metric chronicle_ind
 done
 caught_up=$(date +%s.%N)
 sample
+kill "$watcher" 2>/dev/null || true
 
 cat "$data/loadgen.txt"
 echo
@@ -82,3 +111,5 @@ echo "search index:           $(du -sh "$data/index" 2>/dev/null | cut -f1)"
 echo "trace:                  $data/memory.tsv (about one sample a second); the samples at the peaks:"
 sort -t$'\t' -k2,2n "$data/memory.tsv" | tail -1 | sed 's/^/  highest resident set: /'
 sort -t$'\t' -k3,3n "$data/memory.tsv" | tail -1 | sed 's/^/  highest anonymous:    /'
+echo "peak moments:           $data/hwm.tsv (each rise of VmHWM by 1 MiB, read every 50 ms); the last:"
+tail -1 "$data/hwm.tsv" | sed 's/^/  /'
