@@ -99,23 +99,28 @@ pub fn to_hex(hash: &Hash) -> String {
 
 /// Parses 64 hex digits (either case) into a hash; `None` for anything else.
 pub fn from_hex(s: &str) -> Option<Hash> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
+    /// Each byte's value as a hex digit; 0xff for a byte that is not one.
+    const NIBBLES: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut digit = 0;
+        while digit < 16 {
+            let value = digit as u8;
+            table[b"0123456789abcdef"[digit] as usize] = value;
+            table[b"0123456789ABCDEF"[digit] as usize] = value;
+            digit += 1;
         }
-    }
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
+        table
+    };
+    let digits: &[u8; 64] = s.as_bytes().try_into().ok()?;
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    // No branch per digit: a stray byte sets high bits in `invalid`, checked once at the end.
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = (high << 4) | low;
     }
-    Some(out)
+    (invalid & 0xf0 == 0).then_some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,6 +860,17 @@ mod tests {
         assert_eq!(from_hex("00"), None);
         assert_eq!(from_hex(&"g".repeat(64)), None);
         assert_eq!(from_hex(&format!("{}0", to_hex(&x))), None);
+        // One byte that is not a hex digit, at any place, just outside each range of digits.
+        let text = to_hex(&x);
+        for place in 0..64 {
+            for stray in ["/", ":", "@", "G", "`", "g", " ", "\0"] {
+                let mut bad = text.clone();
+                bad.replace_range(place..=place, stray);
+                assert_eq!(from_hex(&bad), None, "{bad}");
+            }
+        }
+        // 64 bytes that are not 64 characters.
+        assert_eq!(from_hex(&format!("é{}", &text[2..])), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Every field of the recorded event has its column, so a row reads back into the very event
 //! ([`read_parquet`]): the bundle verifier compares the Parquet file with the NDJSON that way.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -156,6 +157,8 @@ fn record_batch(
     let mut duration_ms = UInt64Builder::with_capacity(rows);
     let mut data = StringBuilder::with_capacity(rows, rows * 128);
     let mut leaf_hash = FixedSizeBinaryBuilder::with_capacity(rows, 32);
+    // Each event's JSON is written here, then copied into its column: no string per event.
+    let mut scratch = Vec::with_capacity(1024);
     for event in events {
         position.append_value(event.position);
         workspace_seq.append_option(event.workspace_seq);
@@ -166,18 +169,32 @@ fn record_batch(
         workspace.append_option(event.workspace.as_deref());
         occurred_at.append_value(nanoseconds(event, "occurred_at", &event.occurred_at)?);
         recorded_at.append_value(nanoseconds(event, "recorded_at", &event.recorded_at)?);
-        actor_kind.append_value(enum_name(&event.actor.kind));
+        actor_kind.append_value(enum_name(&event.actor.kind, &mut scratch)?);
         actor_id.append_value(&event.actor.id);
         actor_name.append_option(event.actor.name.as_deref());
         let context = &event.context;
         request_id.append_option(context.request_id.as_deref());
-        source_ip.append_option(context.source_ip.map(|ip| ip.to_string()));
+        match context.source_ip {
+            Some(ip) => {
+                write!(source_ip, "{ip}").map_err(|_| unwritable(event, "source_ip"))?;
+                source_ip.append_value("");
+            }
+            None => source_ip.append_null(),
+        }
         user_agent.append_option(context.user_agent.as_deref());
-        auth_method.append_option(context.auth_method.as_ref().map(enum_name));
-        transport.append_option(context.transport.as_ref().map(enum_name));
+        match &context.auth_method {
+            Some(method) => auth_method.append_value(enum_name(method, &mut scratch)?),
+            None => auth_method.append_null(),
+        }
+        match &context.transport {
+            Some(channel) => transport.append_value(enum_name(channel, &mut scratch)?),
+            None => transport.append_null(),
+        }
         response_code.append_option(context.response_code);
         duration_ms.append_option(context.duration_ms);
-        data.append_value(event.data.to_string());
+        data.append_value(
+            json(&event.data, &mut scratch).ok_or_else(|| unwritable(event, "data"))?,
+        );
         match hash_bytes(event)? {
             Some(hash) => leaf_hash.append_value(hash)?,
             None => leaf_hash.append_null(),
@@ -237,11 +254,29 @@ fn nanoseconds(event: &RecordedEvent, field: &str, text: &str) -> Result<i64, Ev
         })
 }
 
-/// The snake_case name an enum of the envelope has in JSON (`api_token`, `oauth`).
-fn enum_name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
+/// `value` as JSON text, written over what `scratch` held.
+fn json<'a, T: Serialize>(value: &T, scratch: &'a mut Vec<u8>) -> Option<&'a str> {
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, value).ok()?;
+    std::str::from_utf8(scratch).ok()
+}
+
+/// The snake_case name an enum of the envelope has in JSON (`api_token`, `oauth`), written
+/// over what `scratch` held.
+fn enum_name<'a, T: Serialize>(
+    value: &T,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a str, EvidenceError> {
+    json(value, scratch)
+        .and_then(|text| text.strip_prefix('"')?.strip_suffix('"'))
+        .ok_or_else(|| EvidenceError::Internal("an enum of the envelope is not a name".into()))
+}
+
+/// The error for a field of `event` that could not be written as text.
+fn unwritable(event: &RecordedEvent, field: &str) -> EvidenceError {
+    EvidenceError::Unexportable {
+        position: event.position,
+        reason: format!("{field} could not be written as text"),
     }
 }
 
@@ -395,4 +430,104 @@ impl<'a> Columns<'a> {
 fn decode<T: DeserializeOwned>(name: &str, row: usize, column: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(name.to_owned()))
         .map_err(|_| format!("row {row}: `{column}` holds `{name}`, not a known value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// An event with every enum value of the envelope somewhere, both kinds of address, and
+    /// text that must be escaped in JSON.
+    fn event(position: u64, kind: &str, method: Option<&str>, transport: Option<&str>) -> Value {
+        let address = match position % 3 {
+            0 => Value::Null,
+            1 => json!("203.0.113.40"),
+            _ => json!("2001:db8::7"),
+        };
+        let mut context = json!({"request_id": format!("req_{position}"), "response_code": 200});
+        for (field, value) in [
+            ("source_ip", address),
+            ("auth_method", json!(method)),
+            ("transport", json!(transport)),
+        ] {
+            if !value.is_null() {
+                context[field] = value;
+            }
+        }
+        let workspaced = position.is_multiple_of(2);
+        json!({
+            "position": position,
+            "workspace_seq": workspaced.then_some(position),
+            "workspace": workspaced.then_some("ws_acme"),
+            "id": uuid::Uuid::from_u128(u128::from(position)).to_string(),
+            "stream": format!("machine-m{position}"),
+            "stream_version": 1,
+            "type": "machine.renamed",
+            "occurred_at": "2026-09-01T00:02:40.879Z",
+            "recorded_at": "2026-11-24T23:03:45.613123Z",
+            "actor": {"kind": kind, "id": "usr_1"},
+            "context": context,
+            "data": {"from": "web,\"01\"\nsecond line", "to": "café ☃", "n": -1.5},
+            "leaf_hash": if position == 1 { String::new() } else { to_hex(&[position as u8; 32]) },
+        })
+    }
+
+    #[test]
+    fn every_enum_value_address_and_escaped_text_reads_back_as_written() {
+        let kinds = ["member", "api_token", "system", "share_link", "agent"];
+        let methods = [
+            None,
+            Some("password"),
+            Some("oauth"),
+            Some("sso"),
+            Some("api_key"),
+        ];
+        let more_methods = [Some("share_link"), Some("agent_key")];
+        let transports = [
+            None,
+            Some("rest"),
+            Some("websocket"),
+            Some("grpc"),
+            Some("cli"),
+        ];
+        let mut expected = Vec::new();
+        for (index, method) in methods.iter().chain(&more_methods).enumerate() {
+            let kind = kinds[index % kinds.len()];
+            let transport = transports[index % transports.len()];
+            expected.push(event(index as u64 + 1, kind, *method, transport));
+        }
+        let events: Vec<RecordedEvent> = expected
+            .iter()
+            .map(|value| serde_json::from_value(value.clone()).unwrap())
+            .collect();
+        let mut writer = ParquetWriter::new(Vec::new()).unwrap();
+        writer.write_page(&events[..3]).unwrap();
+        writer.write_page(&events[3..]).unwrap();
+        let bytes = writer.finish().unwrap();
+        let read: Vec<Value> = read_parquet(bytes.into())
+            .unwrap()
+            .iter()
+            .map(|event| serde_json::to_value(event).unwrap())
+            .collect();
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_leaf_hash_in_capitals_is_refused_naming_the_event() {
+        let mut value = event(7, "member", None, None);
+        value["leaf_hash"] = json!(to_hex(&[0xab; 32]).to_uppercase());
+        let event: RecordedEvent = serde_json::from_value(value).unwrap();
+        let mut writer = ParquetWriter::new(Vec::new()).unwrap();
+        match writer.write_page(&[event]) {
+            Err(EvidenceError::Unexportable {
+                position: 7,
+                reason,
+            }) => {
+                assert!(reason.contains("leaf_hash"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
