@@ -107,12 +107,14 @@ fn prepare_batch(body: &[u8], max_events: usize) -> Result<Vec<PreparedEvent>, A
         )
         .with("max_events", max_events));
     }
+    // Each parsed event is dropped once validated, so a batch is held parsed and prepared at
+    // once only one event at a time.
     batch
         .events
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, value)| {
-            NewEvent::from_json(value, Uuid::now_v7())
+            NewEvent::from_json(&value, Uuid::now_v7())
                 .map(PreparedEvent::new)
                 .map_err(|invalid| {
                     ApiError::bad_request("invalid_event", format!("event {index}: {invalid}"))

@@ -10,7 +10,9 @@
 //!
 //! Run: `CHRONICLE_BENCH_EVENTS=1000000 CHRONICLE_BENCH_DIR=/tmp/chronicle-bench cargo bench -p
 //! chronicle-benches --bench search` (the store of N events is built once and kept in
-//! CHRONICLE_BENCH_DIR; each run builds both indexes afresh beside it).
+//! CHRONICLE_BENCH_DIR; each run builds both indexes afresh beside it). With
+//! `CHRONICLE_BENCH_INDEX_THREADS=N` the tantivy writer has N threads of 20 MiB each instead of
+//! the server's default (BENCHMARKS.md, run J).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -63,17 +65,20 @@ fn search(c: &mut Criterion) {
     // Both indexes, built from the same log.
     let index_directory = directory.join(format!("search-index-{events}"));
     let _ = std::fs::remove_dir_all(&index_directory);
+    let mut config = SearchConfig {
+        directory: Some(index_directory.clone()),
+        ..SearchConfig::default()
+    };
+    if let Ok(threads) = std::env::var("CHRONICLE_BENCH_INDEX_THREADS") {
+        let threads: usize = threads
+            .parse()
+            .expect("CHRONICLE_BENCH_INDEX_THREADS is a number of threads");
+        config.writer_threads = threads;
+        config.writer_memory_bytes = threads * 20 * 1024 * 1024;
+    }
     let started = Instant::now();
     let index = runtime.block_on(async {
-        let index = SearchIndex::open(
-            store.clone(),
-            SearchConfig {
-                directory: Some(index_directory.clone()),
-                ..SearchConfig::default()
-            },
-        )
-        .await
-        .unwrap();
+        let index = SearchIndex::open(store.clone(), config).await.unwrap();
         index
             .wait_for(events, Duration::from_secs(24 * 3600))
             .await

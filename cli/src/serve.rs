@@ -75,6 +75,7 @@ async fn fill_with_history(store: &Store, seed: u64, events: usize) -> anyhow::R
 
 async fn run(data: &DataDir, store: Store, args: &ServeArgs) -> anyhow::Result<()> {
     let token = data.admin_token(args.admin_token.as_deref())?;
+    let shutdown = shutdown_signal().context("installing the Ctrl-C and SIGTERM handlers")?;
     let mut config = ApiConfig::new(args.listen, token.value.clone());
     config.search.directory = Some(data.index_path());
     let application = Application::bind(store, config)
@@ -98,21 +99,25 @@ async fn run(data: &DataDir, store: Store, args: &ServeArgs) -> anyhow::Result<(
         );
     }
     application
-        .run_until(shutdown_signal())
+        .run_until(shutdown)
         .await
         .context("serving the API")?;
     eprintln!("chronicle stopped; every accepted event is committed");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+/// Installs the Ctrl-C and SIGTERM handlers at once and returns a future that resolves on
+/// either. Installed before the server says it listens, so a signal sent right after that line
+/// still stops it cleanly instead of killing it.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

@@ -35,7 +35,15 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Starts the server with `env` set in its environment.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = chronicle()
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env_remove("MIMALLOC_ALLOW_THP")
+            .envs(env.iter().copied())
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .stderr(Stdio::piped())
@@ -101,6 +109,67 @@ pub(crate) fn admin_token(data: &Path) -> String {
 
 pub(crate) fn small_history() -> Vec<Value> {
     chronicle_fixtures::history(11, chronicle_fixtures::Scale::small())
+}
+
+/// The server's environment and its THP setting, as the kernel sees them.
+fn allocator_settings(server: &Server) -> (Vec<String>, Option<String>) {
+    let pid = server.child.id();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mimalloc = environ
+        .split(|byte| *byte == 0)
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .filter(|entry| entry.starts_with("MIMALLOC_"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(|value| value.trim().to_owned());
+    (mimalloc, thp)
+}
+
+#[test]
+fn serve_runs_with_the_allocator_settings_and_keeps_the_operators() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let data = data.to_str().unwrap();
+
+    let server = Server::start_with_env(&["serve", "--data", data], &[]);
+    let (mimalloc, thp) = allocator_settings(&server);
+    assert_eq!(mimalloc, ["MIMALLOC_ALLOW_THP=0", "MIMALLOC_PURGE_DELAY=0"]);
+    // Kernels before 6.x do not report it; where they do, huge pages are off for the process.
+    assert!(
+        matches!(thp.as_deref(), None | Some("0")),
+        "THP_enabled: {thp:?}"
+    );
+    assert!(server.stop().success());
+
+    // A value the operator set is kept; the other one is still added.
+    let server = Server::start_with_env(
+        &["serve", "--data", data],
+        &[("MIMALLOC_PURGE_DELAY", "250")],
+    );
+    let (mimalloc, _) = allocator_settings(&server);
+    assert_eq!(
+        mimalloc,
+        ["MIMALLOC_ALLOW_THP=0", "MIMALLOC_PURGE_DELAY=250"]
+    );
+    assert!(server.stop().success());
+
+    // Both set: no restart, the operator's values as given.
+    let server = Server::start_with_env(
+        &["serve", "--data", data],
+        &[("MIMALLOC_PURGE_DELAY", "10"), ("MIMALLOC_ALLOW_THP", "1")],
+    );
+    let (mimalloc, thp) = allocator_settings(&server);
+    assert_eq!(
+        mimalloc,
+        ["MIMALLOC_ALLOW_THP=1", "MIMALLOC_PURGE_DELAY=10"]
+    );
+    assert_ne!(thp.as_deref(), Some("0"), "the operator allowed huge pages");
+    assert!(server.stop().success());
 }
 
 #[test]
