@@ -9,9 +9,10 @@ use tantivy::{DateTime, Index, TantivyDocument};
 
 use crate::terms::EventTerms;
 
-/// Bumped whenever the schema or what feeds it changes: an index built under another version is
-/// rebuilt from scratch when it is opened.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Bumped whenever the schema, what feeds it or the index's file format changes: an index built
+/// under another version is rebuilt from scratch when it is opened. 4: term dictionaries are
+/// sstables (tantivy's `quickwit` feature) instead of FSTs (ADR 0014).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The analyzer of free text: runs of letters and digits, lowercased.
 pub(crate) const WORDS_TOKENIZER: &str = "chronicle_words";
