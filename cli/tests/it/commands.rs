@@ -139,7 +139,7 @@ fn serve_runs_with_the_allocator_settings_and_keeps_the_operators() {
     let server = Server::start_with_env(&["serve", "--data", data], &[]);
     let (mimalloc, thp) = allocator_settings(&server);
     assert_eq!(mimalloc, ["MIMALLOC_ALLOW_THP=0", "MIMALLOC_PURGE_DELAY=0"]);
-    // Kernels before 6.x do not report it; where they do, huge pages are off for the process.
+    // Kernels before 5.0 do not report it; where they do, huge pages are off for the process.
     assert!(
         matches!(thp.as_deref(), None | Some("0")),
         "THP_enabled: {thp:?}"
