@@ -4,7 +4,9 @@
 Appends a corpus (the NDJSON `corpus` writes) in commits of 1,000 rows to the `events` table of
 migrations/sqlite/0001_event_log.sql, with stream ids, stream versions and workspace sequences
 assigned as the appender does and time-ordered ids, once per set of indexes, and prints the WAL
-frames each commit wrote (one frame per page it changed) and the rows per second. WAL,
+frames each commit wrote (one frame per page it changed) and the rows per second; the last
+variants drop the index by stream for the table the store keeps instead (migrations/sqlite/0006),
+filled in bulk, in stream order, every MERGE commits, the bulk insert counted in its commit. WAL,
 `synchronous=FULL`, 16 MiB page cache and no automatic checkpoint, as Chronicle's writer runs;
 the WAL is reset every 20 commits, outside the timing, as Chronicle's checkpointer does.
 
@@ -27,11 +29,14 @@ INDEXES = {
     "stream": "CREATE UNIQUE INDEX events_by_stream ON events (stream_id, stream_version)",
     "workspace": "CREATE UNIQUE INDEX events_by_workspace ON events (workspace_id, workspace_seq)",
 }
-VARIANTS = [[], ["id"], ["id", "workspace"], ["id", "stream"], ["id", "stream", "workspace"]]
+# (indexes, merge the stream index every this many commits; 0: no stream index table)
+VARIANTS = [([], 0), (["id"], 0), (["id", "workspace"], 0), (["id", "stream"], 0),
+            (["id", "stream", "workspace"], 0), (["id", "workspace"], 5), (["id", "workspace"], 10),
+            (["id", "workspace"], 20), (["id", "workspace"], 50)]
 
 
-def measure(lines, events, directory, indexes, page_size=4096):
-    path = os.path.join(directory, "-".join(["events"] + indexes) + ".db")
+def measure(lines, events, directory, indexes, page_size=4096, merge=0):
+    path = os.path.join(directory, "-".join(["events"] + indexes) + f"-{merge}.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
@@ -49,6 +54,12 @@ def measure(lines, events, directory, indexes, page_size=4096):
     )
     for index in indexes:
         db.execute(INDEXES[index])
+    if merge:
+        db.execute(
+            "CREATE TABLE stream_index (stream_id INTEGER NOT NULL, stream_version INTEGER NOT NULL, "
+            "position INTEGER NOT NULL, PRIMARY KEY (stream_id, stream_version)) WITHOUT ROWID"
+        )
+    merged_through = 0
     streams, workspaces, versions, seqs = {}, {}, {}, {}
     position, frames, rows_timed, seconds = 0, 0, 0, 0.0
     for round_ in range(ROUNDS):
@@ -69,6 +80,12 @@ def measure(lines, events, directory, indexes, page_size=4096):
             started = time.perf_counter()
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if merge and position - merged_through >= merge * BATCH:
+                db.execute(
+                    "INSERT INTO stream_index SELECT stream_id, stream_version, position FROM events "
+                    "WHERE position > ? ORDER BY stream_id, stream_version", (merged_through,)
+                )
+                merged_through = position
             db.execute("COMMIT")
             elapsed = time.perf_counter() - started
             wal_after = os.path.getsize(path + "-wal")
@@ -93,9 +110,12 @@ def main():
     directory = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="wal-frames-")
     os.makedirs(directory, exist_ok=True)
     print("indexes\tWAL frames per commit\trows/s")
-    for indexes in VARIANTS:
-        frames, rate = measure(lines, events, directory, indexes)
-        print(f"{'+'.join(indexes) or 'none'}\t{frames:.0f}\t{rate:.0f}", flush=True)
+    for indexes, merge in VARIANTS:
+        frames, rate = measure(lines, events, directory, indexes, merge=merge)
+        label = "+".join(indexes) or "none"
+        if merge:
+            label += f", stream index merged every {merge * BATCH} events"
+        print(f"{label}\t{frames:.0f}\t{rate:.0f}", flush=True)
 
 
 if __name__ == "__main__":

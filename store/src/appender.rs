@@ -25,7 +25,8 @@ use crate::trees::{self, StoredTree};
 
 /// Rows per multi-row statement: 9 columns each stays well under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 1_000;
-/// Streams kept in memory between groups; past this the cache starts over.
+/// Streams kept in memory between groups; past this the cache starts over, once the stream tail
+/// is merged (every stream of the tail must stay in it).
 const STREAM_CACHE_LIMIT: usize = 200_000;
 /// Events appended by other processes that the appender replays into its state; past this it
 /// rereads the state instead.
@@ -105,6 +106,9 @@ pub(crate) struct Appender {
     log: Frontier,
     workspace_frontiers: HashMap<i64, Frontier>,
     max_group_events: usize,
+    /// Events whose stream entries wait in the tail before a commit moves them into
+    /// `stream_index` in one bulk insert (SQLite; see migrations/sqlite/0006).
+    stream_merge_events: u64,
     next_position: u64,
     next_stream_id: i64,
     next_workspace_id: i64,
@@ -112,6 +116,9 @@ pub(crate) struct Appender {
     unplaced_ids: (i64, i64),
     last_recorded_at: OffsetDateTime,
     head: Head,
+    /// Events up to this position have their entries in `stream_index`; the streams of every
+    /// event after it (the tail) are all in `streams`.
+    merged_through: u64,
     streams: HashMap<String, StreamState>,
     workspaces: HashMap<String, WorkspaceState>,
 }
@@ -122,6 +129,7 @@ impl Appender {
         connection: AnyConnection,
         backend: Backend,
         max_group_events: usize,
+        stream_merge_events: u64,
         signing: Signing,
     ) -> Result<Appender, StoreError> {
         let mut appender = Appender {
@@ -133,12 +141,14 @@ impl Appender {
             log: Frontier::default(),
             workspace_frontiers: HashMap::new(),
             max_group_events: max_group_events.max(1),
+            stream_merge_events: stream_merge_events.max(1),
             next_position: 1,
             next_stream_id: 1,
             next_workspace_id: 1,
             unplaced_ids: (1, 1),
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             head: Head::default(),
+            merged_through: 0,
             streams: HashMap::new(),
             workspaces: HashMap::new(),
         };
@@ -175,6 +185,7 @@ impl Appender {
                 .fetch_one(&mut self.connection)
                 .await?;
         self.streams.clear();
+        self.load_stream_tail().await?;
         self.workspaces.clear();
         let rows = sqlx::query("SELECT workspace_id, name, seq FROM workspaces")
             .fetch_all(&mut self.connection)
@@ -275,6 +286,32 @@ impl Appender {
             && let Ok(time) = chronicle_domain::parse_timestamp(recorded_at)
         {
             self.last_recorded_at = self.last_recorded_at.max(time);
+        }
+        Ok(())
+    }
+
+    /// Reads how far `stream_index` reaches, and brings the streams of the events after it into
+    /// the cache: their versions are not in `stream_index` yet.
+    async fn load_stream_tail(&mut self) -> Result<(), StoreError> {
+        let merged_through: i64 =
+            sqlx::query_scalar("SELECT merged_through FROM stream_index_state")
+                .fetch_one(&mut self.connection)
+                .await?;
+        self.merged_through = merged_through as u64;
+        let rows = sqlx::query(
+            "SELECT s.stream_id, s.name, MAX(e.stream_version) FROM events e \
+             JOIN streams s ON s.stream_id = e.stream_id WHERE e.position > $1 \
+             GROUP BY s.stream_id, s.name",
+        )
+        .bind(merged_through)
+        .fetch_all(&mut self.connection)
+        .await?;
+        for row in rows {
+            let state = StreamState {
+                stream_id: row.try_get(0)?,
+                version: row.try_get::<i64, _>(2)? as u64,
+            };
+            self.streams.insert(row.try_get(1)?, state);
         }
         Ok(())
     }
@@ -483,6 +520,15 @@ impl Appender {
             }
         }
 
+        let last_position = rows
+            .iter()
+            .map(|row| row.place.position)
+            .max()
+            .unwrap_or(self.head.position);
+        // PostgreSQL's stream_index is its index on the events table: nothing waits to merge.
+        let merge_streams = self.dialect == Dialect::Postgres
+            || last_position - self.merged_through >= self.stream_merge_events;
+
         let commit_started = std::time::Instant::now();
         let mut script = Script::new(self.dialect);
         // Bodies are bound as they are, not borrowed: the driver copies what it borrows.
@@ -512,6 +558,19 @@ impl Appender {
                         .bind(hash.as_slice());
                 },
             );
+        }
+        if merge_streams && self.dialect == Dialect::Sqlite {
+            // In stream order, so each page of the index is written once for the whole tail.
+            script
+                .statement(
+                    "INSERT INTO stream_index (stream_id, stream_version, position) \
+                     SELECT stream_id, stream_version, position FROM events WHERE position > ",
+                )
+                .bind(self.merged_through as i64)
+                .push(" ORDER BY stream_id, stream_version");
+            script
+                .statement("UPDATE stream_index_state SET merged_through = ")
+                .bind(last_position as i64);
         }
         for chunk in log_nodes.chunks(ROWS_PER_STATEMENT) {
             chunk_statement(
@@ -571,11 +630,6 @@ impl Appender {
             })
             .push(" ON CONFLICT (workspace_id) DO UPDATE SET seq = excluded.seq");
         }
-        let last_position = rows
-            .iter()
-            .map(|row| row.place.position)
-            .max()
-            .unwrap_or(self.head.position);
         let new_head = Head {
             position: last_position,
             recorded_at: Some(recorded_at_text.clone()),
@@ -600,8 +654,11 @@ impl Appender {
         self.next_position = last_position + 1;
         self.last_recorded_at = recorded_at;
         self.head = new_head;
-        if self.streams.len() + state.streams.len() > STREAM_CACHE_LIMIT {
-            self.streams.clear();
+        if merge_streams {
+            self.merged_through = last_position;
+            if self.streams.len() + state.streams.len() > STREAM_CACHE_LIMIT {
+                self.streams.clear();
+            }
         }
         self.streams.extend(state.streams);
         self.workspaces.extend(state.workspaces);
@@ -872,11 +929,13 @@ impl Appender {
     }
 
     /// Brings the committed state of these streams into the cache; absent streams stay absent.
+    /// A stream missing from the cache has no event in the tail, so `stream_index` has its
+    /// version.
     async fn load_streams(&mut self, names: &[&str]) -> Result<(), StoreError> {
         for chunk in names.chunks(ROWS_PER_STATEMENT) {
             let mut query = Sql::new(
-                "SELECT s.stream_id, s.name, (SELECT COALESCE(MAX(e.stream_version), 0) FROM events e \
-                 WHERE e.stream_id = s.stream_id) FROM streams s WHERE s.name IN ",
+                "SELECT s.stream_id, s.name, (SELECT COALESCE(MAX(i.stream_version), 0) \
+                 FROM stream_index i WHERE i.stream_id = s.stream_id) FROM streams s WHERE s.name IN ",
             );
             query.bind_list(chunk.iter().copied());
             for row in query.fetch_all(&mut self.connection).await? {
@@ -912,9 +971,13 @@ fn appended(row: &PlacedRow<'_>) -> Appended {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
     use chronicle_domain::{NewEvent, PreparedEvent};
     use chronicle_fixtures::{Scale, history};
     use serde_json::Value;
+    use sqlx::Connection;
 
     use crate::checkpoint::NoteSigner;
     use crate::{Direction, Store, StoreConfig, StoreError};
@@ -988,5 +1051,144 @@ mod tests {
             let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
             assert_eq!(versions, (1..=stream.len() as u64).collect::<Vec<_>>());
         }
+    }
+
+    /// A store whose stream entries are merged into `stream_index` every `merge` events.
+    async fn store_merging_every(path: &Path, merge: u64) -> Store {
+        let mut config = StoreConfig::new(path, NoteSigner::generate("chronicle.test"));
+        config.stream_merge_events = merge;
+        Store::open(config).await.unwrap()
+    }
+
+    /// Reads every stream of the log whole, in pages from each version forward and backward,
+    /// and checks each page against the log read by position.
+    async fn check_streams(store: &Store) {
+        let mut expected: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        for event in store.read_all(0, 100_000).await.unwrap() {
+            expected
+                .entry(event.stream.clone())
+                .or_default()
+                .push((event.stream_version, event.position));
+        }
+        let read = |stream: String, from: Option<u64>, limit: u32, direction: Direction| async move {
+            store
+                .read_stream(&stream, from, limit, direction)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| (e.stream_version, e.position))
+                .collect::<Vec<_>>()
+        };
+        for (stream, events) in &expected {
+            let versions: Vec<u64> = events.iter().map(|(version, _)| *version).collect();
+            assert_eq!(versions, (1..=events.len() as u64).collect::<Vec<_>>());
+            assert_eq!(
+                read(stream.clone(), None, 1_000, Direction::Forward).await,
+                *events
+            );
+            for from in 1..=events.len() {
+                let forward = read(stream.clone(), Some(from as u64), 3, Direction::Forward).await;
+                assert_eq!(
+                    forward,
+                    events[from - 1..(from + 2).min(events.len())],
+                    "{stream} from {from}"
+                );
+                let backward =
+                    read(stream.clone(), Some(from as u64), 2, Direction::Backward).await;
+                let mut newest_first: Vec<(u64, u64)> =
+                    events[from.saturating_sub(2)..from].to_vec();
+                newest_first.reverse();
+                assert_eq!(backward, newest_first, "{stream} back from {from}");
+            }
+        }
+    }
+
+    /// (events merged into stream_index, rows in it, events in the log), read from the file.
+    async fn merge_state(path: &Path) -> (i64, i64, i64) {
+        let mut connection = sqlx::sqlite::SqliteConnection::connect(&format!(
+            "sqlite://{}?mode=ro",
+            path.display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query_as(
+            "SELECT (SELECT merged_through FROM stream_index_state), \
+             (SELECT COUNT(*) FROM stream_index), (SELECT COUNT(*) FROM events)",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap()
+    }
+
+    /// With a merge every 7 events, stream entries move into stream_index in bulk while the
+    /// newest wait in the tail: every stream reads the same across the two, before and after the
+    /// store reopens, and after reopening versions continue from the tail's.
+    #[tokio::test]
+    async fn streams_read_the_same_across_the_merged_index_and_its_tail_and_after_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("store.db");
+        let mut events: Vec<Value> = history(11, Scale::small()).into_iter().take(400).collect();
+        for event in &mut events {
+            event["id"] = Value::String(uuid::Uuid::now_v7().to_string());
+        }
+        let (first, second) = events.split_at(190);
+        let append_in_batches = |store: Store, events: Vec<Value>| async move {
+            let mut rest = &events[..];
+            for size in [1, 4, 9, 2, 16, 3].into_iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (batch, after) = rest.split_at(size.min(rest.len()));
+                store
+                    .append(batch.iter().map(prepared).collect())
+                    .await
+                    .unwrap();
+                rest = after;
+            }
+            store
+        };
+
+        let store = append_in_batches(store_merging_every(&path, 7).await, first.to_vec()).await;
+        check_streams(&store).await;
+        let (merged, indexed, logged) = merge_state(&path).await;
+        assert_eq!(indexed, merged, "one entry per merged event");
+        assert!(
+            0 < merged && merged < logged && logged - merged < 7,
+            "{merged} of {logged}"
+        );
+        store.shutdown().await;
+
+        // Reopened: the tail's streams are known at their versions.
+        let store = store_merging_every(&path, 7).await;
+        check_streams(&store).await;
+        let last = store
+            .read_all(logged as u64 - 1, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(
+            last.position as i64 > merged,
+            "the last event waits in the tail"
+        );
+        let mut next = first[189].clone();
+        next["id"] = Value::String(uuid::Uuid::now_v7().to_string());
+        next["expected_version"] = Value::from(last.stream_version - 1);
+        assert!(
+            matches!(
+                store.append(vec![prepared(&next)]).await,
+                Err(StoreError::WrongExpectedVersion { actual, .. }) if actual == last.stream_version
+            ),
+            "the stream's version is the tail's"
+        );
+        next["expected_version"] = Value::from(last.stream_version);
+        let appended = store.append(vec![prepared(&next)]).await.unwrap();
+        assert_eq!(appended[0].stream_version, last.stream_version + 1);
+
+        let store = append_in_batches(store, second.to_vec()).await;
+        check_streams(&store).await;
+        let (merged, indexed, logged) = merge_state(&path).await;
+        assert_eq!((indexed, logged), (merged, 401));
+        assert!(logged - merged < 7, "{merged} of {logged}");
+        store.shutdown().await;
     }
 }

@@ -56,13 +56,25 @@ pub(crate) async fn read_stream(
     let Some(stream_id) = stream_id else {
         return Ok(Vec::new());
     };
+    // The entries in stream_index, then the events of the tail not merged into it yet (at most
+    // a few thousand, scanned by position); the tail's versions all follow the merged ones.
     let query = match direction {
         Direction::Forward => {
-            "SELECT position, body, leaf_hash FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+            "SELECT position, body, leaf_hash FROM events WHERE position IN (\
+             SELECT position FROM (SELECT position FROM stream_index WHERE stream_id = $1 \
+             AND stream_version >= $2 ORDER BY stream_version LIMIT $3) AS merged \
+             UNION ALL SELECT position FROM events \
+             WHERE position > (SELECT merged_through FROM stream_index_state) \
+             AND stream_id = $1 AND stream_version >= $2) \
              ORDER BY stream_version LIMIT $3"
         }
         Direction::Backward => {
-            "SELECT position, body, leaf_hash FROM events WHERE stream_id = $1 AND stream_version <= $2 \
+            "SELECT position, body, leaf_hash FROM events WHERE position IN (\
+             SELECT position FROM (SELECT position FROM stream_index WHERE stream_id = $1 \
+             AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3) AS merged \
+             UNION ALL SELECT position FROM events \
+             WHERE position > (SELECT merged_through FROM stream_index_state) \
+             AND stream_id = $1 AND stream_version <= $2) \
              ORDER BY stream_version DESC LIMIT $3"
         }
     };

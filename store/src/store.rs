@@ -24,6 +24,9 @@ pub struct StoreConfig {
     pub backend: Backend,
     /// The most events one group commit carries.
     pub max_group_events: usize,
+    /// SQLite: how many events' stream entries wait before a commit moves them into the index
+    /// by stream in one bulk insert; reading a stream scans at most this many recent events.
+    pub stream_merge_events: u64,
     /// How many append requests may wait for the appender before callers are told to retry.
     pub queue_capacity: usize,
     /// Read-only connections for readers.
@@ -46,6 +49,7 @@ impl StoreConfig {
         StoreConfig {
             backend,
             max_group_events: 20_000,
+            stream_merge_events: 20_000,
             queue_capacity: 4_096,
             reader_connections: 4,
             origin: signer.name().to_owned(),
@@ -143,8 +147,14 @@ impl Store {
             signer: config.signer,
             origin: config.origin,
         };
-        let appender =
-            Appender::load(writer, backend.clone(), config.max_group_events, signing).await?;
+        let appender = Appender::load(
+            writer,
+            backend.clone(),
+            config.max_group_events,
+            config.stream_merge_events,
+            signing,
+        )
+        .await?;
         let (head_sender, head) = watch::channel(appender.head());
         let head_sender = Arc::new(head_sender);
         let (commands, receiver) = mpsc::channel(config.queue_capacity.max(1));
