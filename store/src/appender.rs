@@ -576,12 +576,12 @@ impl Appender {
             chunk_statement(
                 &mut script,
                 chunk.len(),
-                "INSERT INTO log_nodes (level, idx, hash) ",
+                "INSERT INTO log_nodes (leaf_end, level, hash) ",
             )
             .values(chunk, |mut values, (id, hash)| {
                 values
+                    .bind(id.end() as i64)
                     .bind(i64::from(id.level))
-                    .bind(id.index as i64)
                     .bind(hash.as_slice());
             });
         }
@@ -589,13 +589,13 @@ impl Appender {
             chunk_statement(
                 &mut script,
                 chunk.len(),
-                "INSERT INTO workspace_nodes (workspace_id, level, idx, hash) ",
+                "INSERT INTO workspace_nodes (workspace_id, leaf_end, level, hash) ",
             )
             .values(chunk, |mut values, (workspace_id, id, hash)| {
                 values
                     .bind(*workspace_id)
+                    .bind(id.end() as i64)
                     .bind(i64::from(id.level))
-                    .bind(id.index as i64)
                     .bind(hash.as_slice());
             });
         }

@@ -147,6 +147,35 @@ impl Backend {
         Ok(())
     }
 
+    /// Refuses a database whose schema is not the one this binary's migrations build, naming
+    /// both versions: a reader that does not migrate (`verify`) would otherwise fail on the
+    /// first table that changed.
+    pub async fn check_schema(&self, connection: &mut AnyConnection) -> Result<(), StoreError> {
+        let migrator = match self {
+            Backend::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
+            Backend::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
+        };
+        let expected = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(connection)
+        .await?;
+        match found.cmp(&expected) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(StoreError::Unavailable(format!(
+                "{} has schema version {found}, this chronicle reads version {expected}: \
+                 open it once with `chronicle serve` or `chronicle ingest`, which upgrade it",
+                self.describe()
+            ))),
+            std::cmp::Ordering::Greater => Err(StoreError::Unavailable(format!(
+                "{} has schema version {found}, newer than this chronicle's {expected}: \
+                 use the chronicle that wrote it",
+                self.describe()
+            ))),
+        }
+    }
+
     fn options(&self, access: Access) -> Result<AnyConnectOptions, StoreError> {
         install_drivers();
         let url = match self {

@@ -2,7 +2,8 @@
 //!
 //! Leaves (level 0) are `events.leaf_hash`; every complete subtree above them is a row of
 //! `log_nodes` or `workspace_nodes`, written by the appender in the same transaction as its
-//! events. The plans of `chronicle_domain::merkle` name the complete subtrees a head or proof is
+//! events. A row is keyed by the leaf its subtree ends before (`leaf_end`, [`NodeId::end`]), then
+//! its level, so the nodes a commit completes go to the end of the table. The plans of `chronicle_domain::merkle` name the complete subtrees a head or proof is
 //! made of; one query fetches them all.
 
 use std::collections::HashMap;
@@ -22,6 +23,11 @@ pub(crate) const LOWEST_STORED_LEVEL: u32 = 4;
 /// True for the nodes kept as rows.
 pub(crate) fn is_stored(id: NodeId) -> bool {
     id.level >= LOWEST_STORED_LEVEL
+}
+
+/// The node at `level` whose subtree ends before leaf `leaf_end`, as a stored row keys it.
+pub(crate) fn node_ending_at(level: u32, leaf_end: u64) -> NodeId {
+    NodeId::new(level, (leaf_end >> level).saturating_sub(1))
 }
 
 /// Which tree: the whole log, or one workspace's.
@@ -154,25 +160,23 @@ pub(crate) async fn node_hashes(
     if !inner.is_empty() {
         let mut query = match tree {
             StoredTree::Log => {
-                Sql::new("SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (")
+                Sql::new("SELECT level, leaf_end, hash FROM log_nodes WHERE (leaf_end, level) IN (")
             }
             StoredTree::Workspace(workspace_id) => {
-                let mut query =
-                    Sql::new("SELECT level, idx, hash FROM workspace_nodes WHERE workspace_id = ");
-                query.bind(workspace_id).push(" AND (level, idx) IN (");
+                let mut query = Sql::new(
+                    "SELECT level, leaf_end, hash FROM workspace_nodes WHERE workspace_id = ",
+                );
+                query.bind(workspace_id).push(" AND (leaf_end, level) IN (");
                 query
             }
         };
         query.values(&inner, |mut values, id| {
-            values.bind(i64::from(id.level)).bind(id.index as i64);
+            values.bind(id.end() as i64).bind(i64::from(id.level));
         });
         query.push(")");
         for row in query.fetch_all(&mut *connection).await? {
-            let (level, index) = (row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u64);
-            found.insert(
-                NodeId::new(level, index),
-                to_hash(row.get(2), level, index)?,
-            );
+            let id = node_ending_at(row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u64);
+            found.insert(id, to_hash(row.get(2), id.level, id.index)?);
         }
     }
     ids.iter()

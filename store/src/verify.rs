@@ -41,20 +41,20 @@ impl VerifyReport {
     }
 }
 
-/// The stored nodes of one level, read in index order a page at a time.
+/// The stored nodes of one tree, read a page at a time in key order, `(leaf_end, level)`: the
+/// order the rebuilt frontier completes them in.
 #[derive(Default)]
-struct LevelCursor {
-    buffer: VecDeque<(u64, Hash)>,
-    next_index: u64,
+struct NodeCursor {
+    buffer: VecDeque<((u64, u32), Hash)>,
     exhausted: bool,
 }
 
-/// One tree being rebuilt: its frontier and its stored nodes, read level by level in order.
+/// One tree being rebuilt: its frontier and its stored nodes, read in order.
 struct TreeCheck {
     name: String,
     workspace_id: Option<i64>,
     frontier: Frontier,
-    stored: HashMap<u32, LevelCursor>,
+    stored: NodeCursor,
     nodes_checked: u64,
     /// The last signed checkpoint of this tree: (size, note).
     checkpoint: Option<(u64, String)>,
@@ -70,45 +70,46 @@ impl TreeCheck {
             name,
             workspace_id,
             frontier: Frontier::default(),
-            stored: HashMap::new(),
+            stored: NodeCursor::default(),
             nodes_checked: 0,
             checkpoint,
         }
     }
 
-    /// Returns the stored hash of `node`, reading the next page of its level when needed.
+    /// Returns the stored hash of `node`, reading the next page from it when needed. Nodes are
+    /// asked for in key order, so what the cursor holds below `node` is never asked for again.
     async fn stored_hash(
         &mut self,
         connection: &mut AnyConnection,
         node: NodeId,
     ) -> Result<Option<Hash>, StoreError> {
-        let LevelCursor {
-            buffer,
-            next_index,
-            exhausted,
-        } = self.stored.entry(node.level).or_default();
-        while buffer.front().is_some_and(|(index, _)| *index < node.index) {
+        let key = (node.end(), node.level);
+        let NodeCursor { buffer, exhausted } = &mut self.stored;
+        while buffer.front().is_some_and(|(stored, _)| *stored < key) {
             buffer.pop_front();
         }
         if buffer.is_empty() && !*exhausted {
-            let start = (*next_index).max(node.index) as i64;
+            let (leaf_end, level) = (key.0 as i64, i64::from(key.1));
             let rows: Vec<AnyRow> = match self.workspace_id {
                 None => {
-                    sqlx::query("SELECT idx, hash FROM log_nodes WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT $3")
-                        .bind(i64::from(node.level))
-                        .bind(start)
-                        .bind(NODE_PAGE)
-                        .fetch_all(&mut *connection)
-                        .await?
+                    sqlx::query(
+                        "SELECT leaf_end, level, hash FROM log_nodes WHERE (leaf_end, level) >= ($1, $2) \
+                         ORDER BY leaf_end, level LIMIT $3",
+                    )
+                    .bind(leaf_end)
+                    .bind(level)
+                    .bind(NODE_PAGE)
+                    .fetch_all(&mut *connection)
+                    .await?
                 }
                 Some(workspace_id) => {
                     sqlx::query(
-                        "SELECT idx, hash FROM workspace_nodes WHERE workspace_id = $1 AND level = $2 AND idx >= $3 \
-                         ORDER BY idx LIMIT $4",
+                        "SELECT leaf_end, level, hash FROM workspace_nodes WHERE workspace_id = $1 \
+                         AND (leaf_end, level) >= ($2, $3) ORDER BY leaf_end, level LIMIT $4",
                     )
                     .bind(workspace_id)
-                    .bind(i64::from(node.level))
-                    .bind(start)
+                    .bind(leaf_end)
+                    .bind(level)
                     .bind(NODE_PAGE)
                     .fetch_all(&mut *connection)
                     .await?
@@ -116,15 +117,14 @@ impl TreeCheck {
             };
             *exhausted = (rows.len() as i64) < NODE_PAGE;
             for row in rows {
-                let index = row.get::<i64, _>(0) as u64;
-                let bytes: &[u8] = row.get(1);
+                let stored = (row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u32);
+                let bytes: &[u8] = row.get(2);
                 let hash: Hash = bytes.try_into().unwrap_or([0; 32]);
-                buffer.push_back((index, hash));
-                *next_index = index + 1;
+                buffer.push_back((stored, hash));
             }
         }
         Ok(match buffer.front() {
-            Some((index, hash)) if *index == node.index => Some(*hash),
+            Some((stored, hash)) if *stored == key => Some(*hash),
             _ => None,
         })
     }
@@ -202,6 +202,7 @@ pub async fn verify_database(
         )));
     }
     let mut connection = backend.connect(Access::ReadOnly).await?;
+    backend.check_schema(&mut connection).await?;
     let mut report = VerifyReport::default();
     let total: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
         .fetch_one(&mut connection)

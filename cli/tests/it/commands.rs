@@ -385,7 +385,7 @@ fn verify_finds_a_rewritten_event_with_its_hash_and_a_trimmed_log() {
     // A stored tree node that does not follow from the events is named.
     runtime.block_on(tamper(
         &database,
-        "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 4 AND idx = 1",
+        "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 4 AND leaf_end = 32",
     ));
     let report = text(&run(&["verify", "--data", data.to_str().unwrap()]));
     assert!(
@@ -400,6 +400,19 @@ fn verify_finds_a_rewritten_event_with_its_hash_and_a_trimmed_log() {
     let report = text(&output);
     assert!(
         report.contains("the last signed checkpoint covers 64 leaves but the log holds only 63"),
+        "{report}"
+    );
+
+    // A store of an older schema (verify does not migrate) is named as such, with the way on.
+    runtime.block_on(tamper(
+        &database,
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    ));
+    let output = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let report = text(&output);
+    assert!(
+        report.contains("has schema version 6, this chronicle reads version 7: open it once with `chronicle serve` or `chronicle ingest`"),
         "{report}"
     );
 }
