@@ -56,8 +56,9 @@ pub(crate) async fn read_stream(
     let Some(stream_id) = stream_id else {
         return Ok(Vec::new());
     };
-    // The entries in stream_index, then the events of the tail not merged into it yet (at most
-    // a few thousand, scanned by position); the tail's versions all follow the merged ones.
+    // The entries in stream_index, then the events of the tail not merged into it yet (fewer
+    // than `StoreConfig::stream_merge_events`, scanned by position); the tail's versions all
+    // follow the merged ones.
     let query = match direction {
         Direction::Forward => {
             "SELECT position, body, leaf_hash FROM events WHERE position IN (\
