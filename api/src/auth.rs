@@ -16,8 +16,8 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chronicle_domain::parse_timestamp;
-use chronicle_store::{Scope, TokenRecord};
+use chronicle_domain::{SUBMITTED_BY_ADMIN, is_stream_name, is_workspace_name, parse_timestamp};
+use chronicle_store::{Scope, Store, TokenRecord};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
@@ -40,7 +40,7 @@ pub struct Principal {
 impl Principal {
     fn bootstrap_admin() -> Principal {
         Principal {
-            token_id: "admin".into(),
+            token_id: SUBMITTED_BY_ADMIN.into(),
             name: "bootstrap admin token".into(),
             workspace: None,
             scopes: Scope::ALL.to_vec(),
@@ -157,21 +157,64 @@ pub(crate) async fn authenticate(
     Ok(next.run(request).await)
 }
 
-/// Checks one route's needs: the workspace in its path (if any) and `scope`.
+/// What one route needs: a scope, and the store to find whether its workspace exists.
+#[derive(Clone)]
+pub(crate) struct RouteNeeds {
+    pub scope: Scope,
+    pub store: Store,
+}
+
+/// The longest id a path may carry (a machine, session, schedule, event, token or webhook id).
+const MAX_PATH_ID_BYTES: usize = 128;
+
+/// Validates every segment a route's path captured before anything else reads it: a workspace
+/// name (1–64 of `[A-Za-z0-9_.-]`), a stream name (1–200 printable ASCII, no `/`), an id (1–128
+/// printable ASCII). A bad segment is 400 naming the parameter, never echoing its value.
+/// Returns the workspace, when the route names one.
+fn validated_workspace(parameters: &RawPathParams) -> Result<Option<&str>, ApiError> {
+    let mut workspace = None;
+    for (name, value) in parameters.iter() {
+        let valid = match name {
+            "workspace" => is_workspace_name(value),
+            "stream" => is_stream_name(value),
+            _ => {
+                (1..=MAX_PATH_ID_BYTES).contains(&value.len())
+                    && value.bytes().all(|b| b.is_ascii_graphic())
+            }
+        };
+        if !valid {
+            let rule = match name {
+                "workspace" => "1 to 64 letters, digits, `_`, `.` or `-`",
+                "stream" => "1 to 200 printable ASCII characters without `/`",
+                _ => "1 to 128 printable ASCII characters",
+            };
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("the path's {name} must be {rule}"),
+            ));
+        }
+        if name == "workspace" {
+            workspace = Some(value);
+        }
+    }
+    Ok(workspace)
+}
+
+/// Checks one route's needs: valid path segments, the workspace in its path (if any) and the
+/// scope. A token bound to another workspace gets the same 404 as a workspace that does not
+/// exist; only an admin route (webhooks) may name a workspace with no events yet.
 pub(crate) async fn require_scope(
-    State(scope): State<Scope>,
+    State(needs): State<RouteNeeds>,
     parameters: RawPathParams,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let scope = needs.scope;
+    let workspace = validated_workspace(&parameters)?;
     let principal = request
         .extensions()
         .get::<Principal>()
         .ok_or_else(ApiError::unauthorized)?;
-    let workspace = parameters
-        .iter()
-        .find(|(name, _)| *name == "workspace")
-        .map(|(_, value)| value);
     match workspace {
         Some(workspace) if !principal.may_see(Some(workspace)) => {
             return Err(ApiError::not_found(format!("no workspace {workspace}")));
@@ -189,6 +232,11 @@ pub(crate) async fn require_scope(
             "this token lacks the `{}` scope",
             scope.name()
         )));
+    }
+    if let Some(workspace) = workspace
+        && scope != Scope::Admin
+    {
+        needs.store.require_workspace(workspace).await?;
     }
     Ok(next.run(request).await)
 }

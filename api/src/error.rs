@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chronicle_domain::MAX_LEAF_DATA_BYTES;
 use chronicle_store::{ErrorKind, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -100,6 +101,13 @@ impl From<StoreError> for ApiError {
             )
             .with("index", *index)
             .with("id", id.to_string()),
+            StoreError::EventTooLarge { index, .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event_too_large",
+                error.to_string(),
+            )
+            .with("index", *index)
+            .with("max_bytes", MAX_LEAF_DATA_BYTES),
             _ => match error.kind() {
                 ErrorKind::Unavailable => {
                     tracing::warn!(error = %error, "store unavailable");

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use chronicle_domain::{NewEvent, PreparedEvent, RecordedEvent};
+use chronicle_domain::{NewEvent, PreparedEvent, RecordedEvent, is_workspace_name};
 use chronicle_store::{Appended, Direction, Head};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
+use crate::moves;
 use crate::server::AppState;
 
 /// Bodies larger than this are parsed and validated off the async workers.
@@ -28,7 +29,7 @@ pub(crate) struct AppendAnswer {
     description = "Appends one atomic batch of at most 10,000 events and 16 MiB (scope `append`).",
     responses((status = 200, description = "Where each event landed, in order", body = AppendAnswer),
         (status = 409, description = "wrong_expected_version or duplicate_event_id", body = ErrorBody),
-        (status = 413, description = "batch_too_large", body = ErrorBody),
+        (status = 413, description = "batch_too_large, or event_too_large (an event past 65,535 bytes of leaf data)", body = ErrorBody),
         (status = 503, description = "The store cannot take writes now", body = ErrorBody), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn append(
     State(state): State<AppState>,
@@ -44,9 +45,10 @@ pub(crate) async fn append(
     })?;
     let max_events = state.config.max_batch_events;
     let events = if body.len() <= INLINE_VALIDATION_BYTES {
-        prepare_batch(&body, max_events)?
+        prepare_batch(&body, max_events, &principal.token_id)?
     } else {
-        tokio::task::spawn_blocking(move || prepare_batch(&body, max_events))
+        let submitter = principal.token_id.clone();
+        tokio::task::spawn_blocking(move || prepare_batch(&body, max_events, &submitter))
             .await
             .map_err(|_| ApiError::bad_request("invalid_body", "could not read the batch"))??
     };
@@ -61,7 +63,13 @@ pub(crate) async fn append(
                 .with("index", index),
         );
     }
-    let events = state.store.append(events).await?;
+    let (events, sent) = moves::with_arrivals(&state.store, &principal, events).await?;
+    let mut events = state
+        .store
+        .append(events)
+        .await
+        .map_err(|error| sent.renumber(error))?;
+    events.truncate(sent.sent);
     Ok(Json(AppendAnswer { events }))
 }
 
@@ -78,8 +86,13 @@ fn batch_too_large(state: &AppState) -> ApiError {
     .with("max_bytes", state.config.max_batch_bytes)
 }
 
-/// Parses and validates a batch; the first bad event is named by index and field.
-fn prepare_batch(body: &[u8], max_events: usize) -> Result<Vec<PreparedEvent>, ApiError> {
+/// Parses and validates a batch submitted by the token `submitter`; the first bad event is named
+/// by index and field.
+fn prepare_batch(
+    body: &[u8],
+    max_events: usize,
+    submitter: &str,
+) -> Result<Vec<PreparedEvent>, ApiError> {
     #[derive(Deserialize)]
     struct Batch {
         events: Vec<Value>,
@@ -115,7 +128,7 @@ fn prepare_batch(body: &[u8], max_events: usize) -> Result<Vec<PreparedEvent>, A
         .enumerate()
         .map(|(index, value)| {
             NewEvent::from_json(&value, Uuid::now_v7())
-                .map(PreparedEvent::new)
+                .map(|event| PreparedEvent::new(event, submitter))
                 .map_err(|invalid| {
                     ApiError::bad_request("invalid_event", format!("event {index}: {invalid}"))
                         .with("index", index)
@@ -177,17 +190,58 @@ pub(crate) async fn read_log(
     Ok(Json(LogAnswer { events, next }))
 }
 
-/// `GET /v1/events/ID`.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "log", params(("id" = String, Path, description = "The event id (UUID)")),
-    description = "One recorded event (scope `admin`).",
+/// `?workspace=WS` of the admin's global forms: the workspace an event id or stream lives in
+/// (none: the account and token streams of no workspace).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InWorkspace {
+    workspace: Option<String>,
+}
+
+impl InWorkspace {
+    fn validated(self) -> Result<Option<String>, ApiError> {
+        match self.workspace {
+            Some(name) if !is_workspace_name(&name) => Err(ApiError::invalid_parameter(
+                "workspace",
+                "workspace must be 1 to 64 letters, digits, `_`, `.` or `-`",
+            )),
+            workspace => Ok(workspace),
+        }
+    }
+}
+
+/// `GET /v1/events/ID?workspace=WS`.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "log", params(("id" = String, Path, description = "The event id (UUID)"), InWorkspace),
+    description = "One recorded event of a workspace (`workspace`; none for the events of no workspace), for the admin (scope `admin`).",
     responses((status = 200, body = RecordedEvent), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn read_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    workspace: Result<Query<InWorkspace>, QueryRejection>,
 ) -> Result<Json<RecordedEvent>, ApiError> {
-    let id = Uuid::parse_str(&id)
+    let workspace = query(workspace)?.validated()?;
+    event_answer(&state, workspace.as_deref(), &id).await
+}
+
+/// `GET /v1/workspaces/WS/events/ID`.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/events/{id}", tag = "log", params(("workspace" = String, Path), ("id" = String, Path, description = "The event id (UUID)")),
+    description = "One recorded event of the workspace (scope `read`).",
+    responses((status = 200, body = RecordedEvent), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
+pub(crate) async fn read_workspace_event(
+    State(state): State<AppState>,
+    Path((workspace, id)): Path<(String, String)>,
+) -> Result<Json<RecordedEvent>, ApiError> {
+    event_answer(&state, Some(&workspace), &id).await
+}
+
+async fn event_answer(
+    state: &AppState,
+    workspace: Option<&str>,
+    id: &str,
+) -> Result<Json<RecordedEvent>, ApiError> {
+    let id = Uuid::parse_str(id)
         .map_err(|_| ApiError::invalid_parameter("id", "an event id is a UUID"))?;
-    let event = state.store.event_by_id(id).await?;
+    let event = state.store.event_by_id(workspace, id).await?;
     event
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no event has id {id}")))
@@ -218,29 +272,50 @@ pub(crate) struct StreamAnswer {
     next_version: Option<u64>,
 }
 
-/// `GET /v1/streams/STREAM?from_version=V&limit=N&direction=forward|backward`.
-#[utoipa::path(get, path = "/v1/streams/{stream}", tag = "log", params(("stream" = String, Path), StreamPage),
-    description = "One stream forward or backward (scope `admin`).",
+/// `GET /v1/streams/STREAM?workspace=WS&from_version=V&limit=N&direction=forward|backward`.
+#[utoipa::path(get, path = "/v1/streams/{stream}", tag = "log", params(("stream" = String, Path), InWorkspace, StreamPage),
+    description = "One stream of a workspace (`workspace`; none for the streams of no workspace) forward or backward, for the admin (scope `admin`).",
     responses((status = 200, body = StreamAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn read_stream(
     State(state): State<AppState>,
     Path(stream): Path<String>,
+    workspace: Result<Query<InWorkspace>, QueryRejection>,
     page: Result<Query<StreamPage>, QueryRejection>,
 ) -> Result<Json<StreamAnswer>, ApiError> {
-    let page = query(page)?;
+    let workspace = query(workspace)?.validated()?;
+    stream_answer(&state, workspace.as_deref(), stream, query(page)?).await
+}
+
+/// `GET /v1/workspaces/WS/streams/STREAM?from_version=V&limit=N&direction=forward|backward`.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/streams/{stream}", tag = "log", params(("workspace" = String, Path), ("stream" = String, Path), StreamPage),
+    description = "One stream of the workspace forward or backward (scope `read`).",
+    responses((status = 200, body = StreamAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
+pub(crate) async fn read_workspace_stream(
+    State(state): State<AppState>,
+    Path((workspace, stream)): Path<(String, String)>,
+    page: Result<Query<StreamPage>, QueryRejection>,
+) -> Result<Json<StreamAnswer>, ApiError> {
+    stream_answer(&state, Some(&workspace), stream, query(page)?).await
+}
+
+async fn stream_answer(
+    state: &AppState,
+    workspace: Option<&str>,
+    stream: String,
+    page: StreamPage,
+) -> Result<Json<StreamAnswer>, ApiError> {
     let limit = page_limit(page.limit)?;
     let direction = match page.direction {
         StreamDirection::Forward => Direction::Forward,
         StreamDirection::Backward => Direction::Backward,
     };
-    let events = state
-        .store
-        .read_stream(&stream, page.from_version, limit, direction)
+    let store = &state.store;
+    let events = store
+        .read_stream(workspace, &stream, page.from_version, limit, direction)
         .await?;
     if events.is_empty()
-        && state
-            .store
-            .read_stream(&stream, None, 1, Direction::Backward)
+        && store
+            .read_stream(workspace, &stream, None, 1, Direction::Backward)
             .await?
             .is_empty()
     {

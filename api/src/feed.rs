@@ -359,7 +359,10 @@ mod tests {
                         "actor": {"kind": "member", "id": "usr_4"},
                         "data": {"from": "web-1", "to": "web-2"}
                     });
-                    PreparedEvent::new(NewEvent::from_json(&event, uuid::Uuid::now_v7()).unwrap())
+                    PreparedEvent::new(
+                        NewEvent::from_json(&event, uuid::Uuid::now_v7()).unwrap(),
+                        "test",
+                    )
                 })
                 .collect();
             store.append(events)

@@ -37,6 +37,7 @@ mod integrity;
 mod limits;
 mod live;
 mod models;
+mod moves;
 mod observability;
 mod openapi;
 mod search;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -67,14 +67,14 @@ pub(crate) async fn metrics() -> impl IntoResponse {
 /// Counts every request and its latency by method, route template and status.
 pub(crate) async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let labels = [
-        ("method", method),
+        ("method", method.to_owned()),
         ("route", route),
         ("status", response.status().as_u16().to_string()),
     ];
@@ -82,6 +82,44 @@ pub(crate) async fn record_request(request: Request, next: Next) -> Response {
     metrics::histogram!("chronicle_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label of a request: one of a fixed set, so no caller can add label values.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
+/// The longest request id a caller may choose; a longer one is replaced by a fresh UUID.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Drops a caller's `X-Request-Id` that is too long or not printable ASCII, so a fresh one is
+/// made in its place: what is echoed and traced is always short and plain.
+async fn drop_unfit_request_id(mut request: Request, next: Next) -> Response {
+    let fit = |id: &HeaderValue| {
+        (1..=MAX_REQUEST_ID_BYTES).contains(&id.len())
+            && id.as_bytes().iter().all(u8::is_ascii_graphic)
+    };
+    if request.headers().get_all(&REQUEST_ID).iter().count() > 1
+        || request
+            .headers()
+            .get(&REQUEST_ID)
+            .is_some_and(|id| !fit(id))
+    {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Sets (or keeps) `X-Request-Id`, traces the request under it, and echoes it in the answer.
@@ -94,6 +132,7 @@ pub(crate) fn with_request_ids(router: Router) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unfit_request_id))
 }
 
 /// A request's span: method, route template and request id; no query string, no headers.

@@ -18,6 +18,8 @@ use crate::{
         events::read_log,
         events::read_event,
         events::read_stream,
+        events::read_workspace_event,
+        events::read_workspace_stream,
         events::head,
         integrity::log_checkpoint,
         integrity::workspace_checkpoint,

@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::auth::{Limiter, RateLimit, authenticate, limiter, require_scope, token_hash};
+use crate::auth::{
+    Limiter, RateLimit, RouteNeeds, authenticate, limiter, require_scope, token_hash,
+};
 use crate::feed::Feed;
 use crate::limits::{HttpLimits, bounded_time, bounded_uri};
 use crate::live::LiveConfig;
@@ -120,14 +122,17 @@ impl AppState {
     }
 }
 
-/// Wraps a route's handlers in the scope check they need.
-fn scoped(scope: Scope, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    route.route_layer(middleware::from_fn_with_state(scope, require_scope))
-}
-
 /// Builds every route of the API. Each `/v1` route names the scope it needs here, in one place.
 pub fn router(state: AppState) -> Router {
     use Scope::{Admin, Append, Export, Read};
+    // Wraps a route's handlers in the checks they need: path segments, tenancy, scope.
+    let scoped = |scope: Scope, route: MethodRouter<AppState>| {
+        let needs = RouteNeeds {
+            scope,
+            store: state.store.clone(),
+        };
+        route.route_layer(middleware::from_fn_with_state(needs, require_scope))
+    };
     let v1 = Router::new()
         .route(
             "/events",
@@ -151,6 +156,14 @@ pub fn router(state: AppState) -> Router {
             scoped(Admin, post(tokens::create).get(tokens::list)),
         )
         .route("/tokens/{id}", scoped(Admin, delete(tokens::revoke)))
+        .route(
+            "/workspaces/{workspace}/events/{id}",
+            scoped(Read, get(events::read_workspace_event)),
+        )
+        .route(
+            "/workspaces/{workspace}/streams/{stream}",
+            scoped(Read, get(events::read_workspace_stream)),
+        )
         .route(
             "/workspaces/{workspace}/checkpoint",
             scoped(Read, get(integrity::workspace_checkpoint)),

@@ -9,6 +9,8 @@
 //! its webhook until someone resumes it.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -51,22 +53,22 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// How long one delivery may take, connecting included.
     pub request_timeout: Duration,
-    /// Hosts deliveries may go to: exact names (`siem.example.com`) or every subdomain of one
-    /// (`*.example.com`). `None` allows every host; a webhook URL is user input, so a server
-    /// that can reach internal services should set it.
-    pub allowed_hosts: Option<Vec<String>>,
+    /// Hosts exempt from the network check: exact names (`hooks.internal`, `127.0.0.1`) or every
+    /// subdomain of one (`*.example.com`). Every other host is refused if it resolves to one of
+    /// the server's own networks (see [`is_internal`]); public destinations need no entry.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebhookConfig {
     /// Returns retries from 1 s doubling up to 5 min, pausing after 24 attempts (about an hour),
-    /// 10 s a request, and every host allowed.
+    /// 10 s a request, and no host exempt from the network check.
     fn default() -> WebhookConfig {
         WebhookConfig {
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(300),
             max_attempts: 24,
             request_timeout: Duration::from_secs(10),
-            allowed_hosts: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -85,19 +87,99 @@ impl WebhookConfig {
         self.retry_delay(attempt, rand::thread_rng().r#gen::<f64>())
     }
 
+    /// Whether the operator exempted `host` (an IPv6 literal with or without brackets).
     fn allows_host(&self, host: &str) -> bool {
-        let Some(allowed) = &self.allowed_hosts else {
-            return true;
-        };
-        let host = host.to_ascii_lowercase();
-        allowed.iter().any(|pattern| {
-            let pattern = pattern.to_ascii_lowercase();
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        self.allowed_hosts.iter().any(|pattern| {
+            let pattern = pattern.trim_matches(['[', ']']).to_ascii_lowercase();
             match pattern.strip_prefix("*.") {
                 Some(domain) => host
                     .strip_suffix(domain)
                     .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
                 None => host == pattern,
             }
+        })
+    }
+
+    /// Resolves `host` for a delivery: every address it has, refused if any of them is internal
+    /// and the operator did not allow the host.
+    async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, Refusal> {
+        let host = host.trim_matches(['[', ']']);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|_| Refusal::Unresolved)?
+            .collect();
+        if addresses.is_empty() {
+            return Err(Refusal::Unresolved);
+        }
+        if !self.allows_host(host) && addresses.iter().any(|address| is_internal(address.ip())) {
+            return Err(Refusal::Forbidden);
+        }
+        Ok(addresses)
+    }
+}
+
+/// Whether `ip` is on one of the server's own networks, which webhooks may not reach: loopback,
+/// private, link-local, CGNAT, benchmarking, IETF protocol, multicast, reserved, broadcast and
+/// unspecified IPv4 addresses; loopback, unspecified, link-local, unique-local and multicast
+/// IPv6 ones. An IPv6 address that embeds an IPv4 one (`::ffff:a.b.c.d`, `::a.b.c.d`, which
+/// covers `::1` and `::`) is judged as that IPv4 address.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || a == 0
+                || a >= 224
+                || (a == 100 && (64..128).contains(&b))
+                || (a, b, c) == (192, 0, 0)
+                || (a == 198 && (b == 18 || b == 19))
+        }
+        IpAddr::V6(ip) => match ip.to_ipv4() {
+            Some(ipv4) => is_internal(IpAddr::V4(ipv4)),
+            None => ip.is_multicast() || ip.is_unicast_link_local() || ip.is_unique_local(),
+        },
+    }
+}
+
+/// Why a delivery may not go to a host.
+#[derive(Debug)]
+enum Refusal {
+    Forbidden,
+    Unresolved,
+}
+
+impl Refusal {
+    /// The attempt's outcome: one of [`OUTCOMES`].
+    fn outcome(&self) -> &'static str {
+        match self {
+            Refusal::Forbidden => "forbidden destination",
+            Refusal::Unresolved => "dns failure",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.outcome())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The delivery client's resolver: it answers only addresses [`WebhookConfig::resolve`]
+/// checked, and reqwest connects to those, so a name cannot resolve to a public address for the
+/// check and to an internal one for the connection.
+struct CheckedResolver(WebhookConfig);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let config = self.0.clone();
+        Box::pin(async move {
+            let addresses = config.resolve(name.as_str()).await?;
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
@@ -129,13 +211,14 @@ fn invalid_webhook(field: &str, message: impl Into<String>) -> ApiError {
 /// What a valid create body holds.
 struct WebhookRequest {
     url: String,
+    host: String,
     secret: WebhookSecret,
     types: Vec<String>,
     after: Option<u64>,
 }
 
 /// Reads `{"url", "secret", "types", "after"?}`; the first bad field is named.
-fn parse_webhook_request(body: &[u8], config: &WebhookConfig) -> Result<WebhookRequest, ApiError> {
+fn parse_webhook_request(body: &[u8]) -> Result<WebhookRequest, ApiError> {
     let body: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request("invalid_body", format!("expected a JSON object: {error}"))
     })?;
@@ -157,13 +240,8 @@ fn parse_webhook_request(body: &[u8], config: &WebhookConfig) -> Result<WebhookR
     }
     let host = parsed
         .host_str()
-        .ok_or_else(|| invalid_webhook("url", "url has no host"))?;
-    if !config.allows_host(host) {
-        return Err(invalid_webhook(
-            "url",
-            format!("deliveries to {host} are not allowed on this server"),
-        ));
-    }
+        .ok_or_else(|| invalid_webhook("url", "url has no host"))?
+        .to_owned();
 
     let secret = body
         .get("secret")
@@ -203,16 +281,43 @@ fn parse_webhook_request(body: &[u8], config: &WebhookConfig) -> Result<WebhookR
     };
     Ok(WebhookRequest {
         url: url.to_owned(),
+        host,
         secret: WebhookSecret::new(secret),
         types,
         after,
     })
 }
 
+/// Refuses, with 400 `forbidden_destination`, a host that resolves to any address on one of
+/// the server's own networks, unless the operator allowed it. A name that does not resolve now
+/// is refused too (400 `invalid_webhook`): it is most likely a typo, and delivery could not
+/// check it either. Each delivery checks again (see [`CheckedResolver`]).
+async fn check_destination(host: &str, config: &WebhookConfig) -> Result<(), ApiError> {
+    if config.allows_host(host) {
+        return Ok(());
+    }
+    match config.resolve(host).await {
+        Ok(_) => Ok(()),
+        Err(Refusal::Forbidden) => Err(ApiError::bad_request(
+            "forbidden_destination",
+            format!(
+                "deliveries may not go to {host}: it is on one of this server's own networks \
+                 (loopback, private, link-local, CGNAT, multicast …); the operator can allow it \
+                 with --webhook-allow"
+            ),
+        )
+        .with("field", "url")),
+        Err(Refusal::Unresolved) => Err(invalid_webhook(
+            "url",
+            format!("{host} does not resolve to any address"),
+        )),
+    }
+}
+
 /// `POST /v1/workspaces/WS/webhooks` with `{"url", "secret", "types", "after"?}`: delivery
 /// starts after position `after`, by default after the newest event.
 #[utoipa::path(post, path = "/v1/workspaces/{workspace}/webhooks", tag = "webhooks", params(("workspace" = String, Path)), request_body = Object,
-    description = "Creates a webhook `{\"url\", \"secret\", \"types\", \"after\"?}` (scope `admin`).",
+    description = "Creates a webhook `{\"url\", \"secret\", \"types\", \"after\"?}` (scope `admin`). A URL whose host is, or resolves to, an address on the server's own networks (loopback, private, link-local, unique-local, CGNAT, multicast, unspecified) is refused with 400 `forbidden_destination`, unless the operator allowed the host (`--webhook-allow`); a host that does not resolve is refused with 400 `invalid_webhook`.",
     responses((status = 201, body = WebhookAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn create_webhook(
     State(state): State<AppState>,
@@ -222,7 +327,8 @@ pub(crate) async fn create_webhook(
     let body = body.map_err(|rejection| {
         ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
     })?;
-    let request = parse_webhook_request(&body, &state.config.webhooks)?;
+    let request = parse_webhook_request(&body)?;
+    check_destination(&request.host, &state.config.webhooks).await?;
     let webhook = state
         .store
         .create_webhook(NewWebhook {
@@ -324,7 +430,7 @@ const MAX_DELIVERIES: u32 = 1_000;
 /// `GET /v1/workspaces/WS/webhooks/ID/deliveries?limit=N&cursor=C`: every attempt, newest
 /// first.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/webhooks/{id}/deliveries", tag = "webhooks", params(("workspace" = String, Path), ("id" = String, Path), DeliveriesPage),
-    description = "Every delivery attempt, newest first (scope `admin`).",
+    description = "Every delivery attempt, newest first (scope `admin`). A failed attempt shows the receiver's `status_code` (redirects are not followed), or, when no answer came, an `error` that is one of `timeout`, `connection refused`, `forbidden destination` (the host resolved to one of the server's own networks at delivery), `dns failure`, `connection failed` and `request failed`.",
     responses((status = 200, body = DeliveriesAnswer), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn list_deliveries(
     State(state): State<AppState>,
@@ -360,7 +466,17 @@ pub(crate) async fn list_deliveries(
     if state.store.webhook(&workspace, id).await?.is_none() {
         return Err(no_webhook(id));
     }
-    let items = state.store.delivery_attempts(id, before, limit).await?;
+    let mut items = state.store.delivery_attempts(id, before, limit).await?;
+    // Attempts recorded by older releases kept the whole error chain.
+    for item in &mut items {
+        if item
+            .error
+            .as_deref()
+            .is_some_and(|error| !OUTCOMES.contains(&error))
+        {
+            item.error = Some("request failed".to_owned());
+        }
+    }
     let next_cursor = match items.last() {
         Some(last) if items.len() == limit as usize => {
             Some(format!("{}.{}", last.position, last.attempt))
@@ -396,6 +512,9 @@ pub(crate) async fn deliver_webhooks(state: AppState) {
         .timeout(config.request_timeout)
         // A redirect is an answer that is not 2xx, not a new target.
         .redirect(reqwest::redirect::Policy::none())
+        // Every name is resolved, checked and connected to here, never by a proxy.
+        .no_proxy()
+        .dns_resolver(Arc::new(CheckedResolver(config.clone())))
         .build()
     {
         Ok(client) => client,
@@ -564,6 +683,18 @@ impl WebhookDelivery {
         }
     }
 
+    /// Whether `url`'s host is an internal IP literal the operator did not allow: reqwest
+    /// connects to a literal without asking [`CheckedResolver`], so it is checked here.
+    fn forbidden_literal(&self, url: &str) -> bool {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        host.trim_matches(['[', ']'])
+            .parse()
+            .is_ok_and(|ip| is_internal(ip) && !self.config.allows_host(&host))
+    }
+
     /// Delivers one event until the receiver acknowledges it with a 2xx, recording every
     /// attempt; pauses the webhook after `max_attempts`.
     async fn deliver(&self, event: &RecordedEvent) -> Result<Outcome, StoreError> {
@@ -581,21 +712,25 @@ impl WebhookDelivery {
             };
             let started_at = OffsetDateTime::now_utc();
             let started = Instant::now();
-            let answer = self
-                .client
-                .post(&target.webhook.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(
-                    SIGNATURE_HEADER,
-                    signature(target.secret.expose(), started_at.unix_timestamp(), &body),
-                )
-                .body(body.clone())
-                .send()
-                .await;
+            let answer = if self.forbidden_literal(&target.webhook.url) {
+                Err(Refusal::Forbidden.outcome().to_owned())
+            } else {
+                self.client
+                    .post(&target.webhook.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(
+                        SIGNATURE_HEADER,
+                        signature(target.secret.expose(), started_at.unix_timestamp(), &body),
+                    )
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|error| outcome(&error).to_owned())
+            };
             let duration_ms = started.elapsed().as_millis() as u64;
             let (status_code, error) = match answer {
                 Ok(response) => (Some(response.status().as_u16()), None),
-                Err(error) => (None, Some(describe(&error))),
+                Err(outcome) => (None, Some(outcome)),
             };
             let delivered = status_code.is_some_and(|code| (200..300).contains(&code));
             let paused = !delivered && attempt >= self.config.max_attempts;
@@ -635,30 +770,48 @@ impl WebhookDelivery {
     }
 }
 
-/// A transport error and its causes, without the URL (the receiver's URL is already known).
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(error);
+/// What an attempt that got no answer shows: one of [`OUTCOMES`], never the error chain, which
+/// can name internal addresses and the server's own setup.
+fn outcome(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        return "timeout";
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        if let Some(refusal) = cause.downcast_ref::<Refusal>() {
+            return refusal.outcome();
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused",
+                std::io::ErrorKind::TimedOut => return "timeout",
+                _ => {}
+            }
+        }
         source = cause.source();
     }
-    text
+    if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
 }
+
+/// Every `error` an attempt may show.
+const OUTCOMES: [&str; 6] = [
+    "timeout",
+    "connection refused",
+    "forbidden destination",
+    "dns failure",
+    "connection failed",
+    "request failed",
+];
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{WebhookConfig, signature};
+    use super::{OUTCOMES, Refusal, WebhookConfig, is_internal, signature};
 
     #[test]
     fn retry_delays_double_with_jitter_up_to_the_cap() {
@@ -680,16 +833,81 @@ mod tests {
     #[test]
     fn allow_lists_match_hosts_and_subdomains() {
         let config = WebhookConfig {
-            allowed_hosts: Some(vec!["siem.example.com".into(), "*.hooks.test".into()]),
+            allowed_hosts: vec![
+                "siem.example.com".into(),
+                "*.hooks.test".into(),
+                "[::1]".into(),
+            ],
             ..WebhookConfig::default()
         };
         assert!(config.allows_host("siem.example.com"));
         assert!(config.allows_host("SIEM.example.com"));
         assert!(config.allows_host("a.hooks.test"));
+        assert!(config.allows_host("[::1]"));
+        assert!(config.allows_host("::1"));
         assert!(!config.allows_host("hooks.test"));
         assert!(!config.allows_host("evilhooks.test"));
         assert!(!config.allows_host("example.com"));
-        assert!(WebhookConfig::default().allows_host("10.0.0.1"));
+        assert!(!WebhookConfig::default().allows_host("10.0.0.1"));
+    }
+
+    #[test]
+    fn the_servers_own_networks_are_internal() {
+        let internal = [
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "febf::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        let public = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.2.1",
+            "198.20.0.1",
+            "203.0.113.7",
+            "2001:db8::1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ];
+        for ip in public {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_outcomes() {
+        for refusal in [Refusal::Forbidden, Refusal::Unresolved] {
+            assert!(OUTCOMES.contains(&refusal.outcome()));
+            assert_eq!(refusal.to_string(), refusal.outcome());
+        }
     }
 
     #[test]

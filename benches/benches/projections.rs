@@ -37,7 +37,12 @@ async fn append_all(store: &Store, events: impl Iterator<Item = Value>) {
         let batch: Vec<PreparedEvent> = events
             .by_ref()
             .take(BATCH)
-            .map(|value| PreparedEvent::new(NewEvent::from_json(&value, Uuid::now_v7()).unwrap()))
+            .map(|value| {
+                PreparedEvent::new(
+                    NewEvent::from_json(&value, Uuid::now_v7()).unwrap(),
+                    "bench",
+                )
+            })
             .collect();
         store.append(batch).await.unwrap();
     }

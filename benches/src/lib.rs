@@ -79,6 +79,7 @@ impl EventPool {
             .map(|value| {
                 PreparedEvent::new(
                     NewEvent::from_json(value, Uuid::nil()).expect("generated events are valid"),
+                    "bench",
                 )
             })
             .collect()

@@ -1,8 +1,12 @@
 //! The data directory: its layout, the lock that keeps a second process out, the admin token.
+//!
+//! The directory is its owner's alone: it is made 0700 and every file in it 0600 (the process
+//! umask is 077 once it is opened, so the files SQLite and the search index make later are too),
+//! and a directory or a file in it that other users could read refuses the start.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -21,16 +25,24 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates the directory when missing and takes its lock. With a PostgreSQL `database_url`
-    /// the log and read models live there, and the directory keeps the search index and key.
+    /// Creates the directory (0700) when missing, refuses it when it or an entry in it is open
+    /// to other users, and takes its lock. From here on the process makes files for its owner
+    /// only (umask 077). With a PostgreSQL `database_url` the log and read models live there,
+    /// and the directory keeps the search index and key.
     pub fn open(root: &Path, database_url: Option<&str>) -> anyhow::Result<DataDir> {
-        std::fs::create_dir_all(root)
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .with_context(|| format!("cannot create the data directory {}", root.display()))?;
+        check_private(root)?;
         let lock_path = root.join("lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         if lock.try_lock().is_err() {
@@ -70,6 +82,9 @@ impl DataDir {
             .signing_key
             .clone()
             .unwrap_or_else(|| self.root.join("signing-key"));
+        if path.exists() {
+            check_entry(&path)?;
+        }
         let (signer, created) = checkpoint::load_or_create_key_file(&path, &storage.origin)
             .with_context(|| format!("cannot load the signing key {}", path.display()))?;
         if created {
@@ -140,6 +155,51 @@ impl DataDir {
             created: true,
         })
     }
+}
+
+/// The permission bits that let other users than the owner in.
+const SHARED_BITS: u32 = 0o077;
+
+/// Refuses a data directory that others may read or enter, or that holds an entry they may
+/// (the admin token, the signing key, the SQLite files, the search index), naming the path and
+/// the `chmod` that fixes it.
+fn check_private(root: &Path) -> anyhow::Result<()> {
+    check_entry(root)?;
+    let entries = std::fs::read_dir(root)
+        .with_context(|| format!("cannot read the data directory {}", root.display()))?;
+    for entry in entries {
+        let entry =
+            entry.with_context(|| format!("cannot read the data directory {}", root.display()))?;
+        check_entry(&entry.path())?;
+    }
+    Ok(())
+}
+
+/// Refuses a file or directory (followed through a symbolic link) that other users may use.
+fn check_entry(path: &Path) -> anyhow::Result<()> {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        // Gone since it was listed (SQLite's -shm of a process that just stopped): nothing to
+        // protect.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & SHARED_BITS == 0 {
+        return Ok(());
+    }
+    let (what, fix) = if metadata.is_dir() {
+        ("the directory", "chmod 700")
+    } else {
+        ("the file", "chmod 600")
+    };
+    bail!(
+        "{what} {} is open to other users (mode {mode:o}): it holds the log, its tokens or its key, so chronicle refuses to start; run `{fix} {}` and start again",
+        path.display(),
+        path.display()
+    )
 }
 
 /// The admin token and whether this start created it.

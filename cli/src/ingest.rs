@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 
 use anyhow::{Context, anyhow, bail};
-use chronicle_domain::{NewEvent, PreparedEvent};
+use chronicle_domain::{NewEvent, PreparedEvent, SUBMITTED_BY_ADMIN};
 use chronicle_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -35,7 +35,7 @@ impl Sink {
                     .enumerate()
                     .map(|(offset, value)| {
                         NewEvent::from_json(value, Uuid::now_v7())
-                            .map(PreparedEvent::new)
+                            .map(|event| PreparedEvent::new(event, SUBMITTED_BY_ADMIN))
                             .map_err(|invalid| anyhow!("line {}: {invalid}", first_line + offset))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;

@@ -79,7 +79,12 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Checks an evidence bundle offline and prints each check in plain words.
+/// The exit code of `chronicle verify BUNDLE` when every check holds but no trusted key was
+/// given: the bundle agrees with itself, and nothing says the log signed it.
+pub const UNTRUSTED_EXIT_CODE: i32 = 3;
+
+/// Checks an evidence bundle offline and prints each check in plain words. A bundle that holds
+/// but was checked without `--key` ends the process with [`UNTRUSTED_EXIT_CODE`].
 fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
     let size = std::fs::metadata(bundle)
         .with_context(|| format!("cannot read {}", bundle.display()))?
@@ -106,6 +111,20 @@ fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
             "{failed} check(s) failed: {} does not verify",
             bundle.display()
         );
+    }
+    if !report.trusted_signer {
+        println!(
+            "{} is consistent, but {}",
+            bundle.display(),
+            chronicle_evidence::BundleReport::UNTRUSTED_SIGNER
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        eprintln!(
+            "error: {}: {}",
+            bundle.display(),
+            chronicle_evidence::BundleReport::UNTRUSTED_SIGNER
+        );
+        std::process::exit(UNTRUSTED_EXIT_CODE);
     }
     println!("{} verifies", bundle.display());
     Ok(())
@@ -166,6 +185,13 @@ async fn verify_url(url: &str, token: &str, key: Option<&Path>) -> anyhow::Resul
     let log_note = client.text("/v1/checkpoint").await?;
     let log_checkpoint = open_signed_checkpoint(&log_note, &verifier)
         .context("the log's signed checkpoint does not verify")?;
+    // The key's name is the log's origin (the server refuses a key named otherwise).
+    if log_checkpoint.origin != verifier.name {
+        problems.push(format!(
+            "the log's checkpoint is of `{}`, not of the log `{}` the key names",
+            log_checkpoint.origin, verifier.name
+        ));
+    }
 
     let bar = progress_bar(log_checkpoint.size);
     let mut log = Frontier::default();
@@ -221,7 +247,12 @@ async fn verify_url(url: &str, token: &str, key: Option<&Path>) -> anyhow::Resul
         let note = client
             .text(&format!("/v1/workspaces/{workspace}/checkpoint"))
             .await?;
+        let expected_origin = format!("{}/workspaces/{workspace}", verifier.name);
         match open_signed_checkpoint(&note, &verifier) {
+            Ok(checkpoint) if checkpoint.origin != expected_origin => problems.push(format!(
+                "workspace {workspace}: the signed checkpoint is of `{}`, not `{expected_origin}`",
+                checkpoint.origin
+            )),
             Ok(checkpoint) if checkpoint.size <= frontier.size() => {
                 // The workspace checkpoint was signed after the log one; leaves past the log
                 // checkpoint were not read, so only an equal size can be compared.

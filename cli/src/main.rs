@@ -294,6 +294,10 @@ struct ServeArgs {
     /// stops the start with what SQLite found.
     #[arg(long, env = "CHRONICLE_CHECK_INTEGRITY")]
     check_integrity: bool,
+    /// A webhook host exempt from the check that refuses the server's own networks (loopback,
+    /// private, link-local …): a name, `*.example.com` or an IP address. Repeatable.
+    #[arg(long = "webhook-allow", value_name = "HOST")]
+    webhook_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chronicle_api::{ApiConfig, Application};
-use chronicle_domain::{NewEvent, PreparedEvent};
+use chronicle_domain::{NewEvent, PreparedEvent, SUBMITTED_BY_CHRONICLE};
 use chronicle_fixtures::{HistoryGenerator, Scale};
 use chronicle_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,7 +58,10 @@ async fn fill_with_history(store: &Store, seed: u64, events: usize) -> anyhow::R
         let batch: Vec<PreparedEvent> = generator
             .by_ref()
             .take(DEMO_BATCH)
-            .map(|value| NewEvent::from_json(&value, Uuid::now_v7()).map(PreparedEvent::new))
+            .map(|value| {
+                NewEvent::from_json(&value, Uuid::now_v7())
+                    .map(|event| PreparedEvent::new(event, SUBMITTED_BY_CHRONICLE))
+            })
             .collect::<Result<_, _>>()
             .context("the generated history holds an invalid event")?;
         let count = batch.len() as u64;
@@ -78,6 +81,7 @@ async fn run(data: &DataDir, store: Store, args: &ServeArgs) -> anyhow::Result<(
     let shutdown = shutdown_signal().context("installing the Ctrl-C and SIGTERM handlers")?;
     let mut config = ApiConfig::new(args.listen, token.value.clone());
     config.search.directory = Some(data.index_path());
+    config.webhooks.allowed_hosts = args.webhook_allow.clone();
     let application = Application::bind(store, config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

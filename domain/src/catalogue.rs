@@ -621,11 +621,16 @@ pub struct MachineRetagged {
     pub removed: Vec<NonEmptyString>,
 }
 
-/// `machine.moved`
+/// `machine.moved`: recorded twice, in the workspace the machine leaves (as sent) and as the
+/// first event of its stream in the one it joins, where Chronicle adds `machine`, what the
+/// destination needs to know of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineMoved {
     pub from_workspace: NonEmptyString,
     pub to_workspace: NonEmptyString,
+    /// The machine's attributes as it left, on the destination's copy only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineRegistered>,
 }
 
 /// `machine.presence_changed`

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::canonical::{LeafHash, canonical_json, leaf_hash};
-use crate::catalogue::{self, DataError};
+use crate::catalogue::{self, DataError, MachineRegistered};
 
 /// Why an event as sent was refused; `field` is a dotted path such as `data.hostname`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,6 +188,9 @@ pub struct NewEvent {
     pub context: Context,
     pub data: Value,
     pub expected_version: ExpectedVersion,
+    /// The id of the token whose request appends it (`admin` for the bootstrap admin token,
+    /// `chronicle` for Chronicle's own events); set by [`PreparedEvent::new`].
+    pub submitted_by: Option<String>,
 }
 
 const ENVELOPE_FIELDS: &[&str] = &[
@@ -205,23 +208,42 @@ const ENVELOPE_FIELDS: &[&str] = &[
 /// Stream kinds whose events may belong to no workspace.
 const WORKSPACELESS_KINDS: &[&str] = &["account", "token"];
 
-/// Field names that must never carry a value in clear, alone or as a `_suffix`.
-const SECRET_NAMES: &[&str] = &[
-    "password",
-    "passphrase",
-    "secret",
-    "token",
-    "card_number",
-    "pin",
-    "cvv",
-    "cvc",
-    "private_key",
+/// What a field's name ends with, as lowercase words, when it names a secret: `password`,
+/// `smtp_password`, `apiToken`, `clientSecret`, `card-number`, `x_api_token`, `apiKey`, `CVV2`.
+/// A name matches when its words (see [`name_words`]) end with one of these word sequences.
+const SECRET_NAMES: &[&[&str]] = &[
+    &["password"],
+    &["passphrase"],
+    &["secret"],
+    &["token"],
+    &["card", "number"],
+    &["pin"],
+    &["cvv"],
+    &["cvc"],
+    &["private", "key"],
+    &["api", "key"],
 ];
+
+/// The keys of an object that stands for a secret without holding it, the only value besides
+/// `null` a secret-named field may carry: `{"sha256": "…"}`, `{"prefix": "cmd_ws1", "length": 40}`.
+/// An object is such a stand-in when it has at least one key and every key is one of these.
+const SECRET_STAND_IN_KEYS: &[&str] = &["sha256", "hash", "prefix", "length", "bytes"];
 
 /// The largest integer every JSON reader holds exactly (2^53).
 const MAX_SAFE_INTEGER: u64 = 1 << 53;
 
 const MAX_ID_LENGTH: usize = 128;
+
+/// `submitted_by` of the events Chronicle records itself (the audit of the audit, a demo's
+/// generated history).
+pub const SUBMITTED_BY_CHRONICLE: &str = "chronicle";
+
+/// `submitted_by` of what the bootstrap admin token, or the operator at the data directory,
+/// appended.
+pub const SUBMITTED_BY_ADMIN: &str = "admin";
+
+/// The most bytes of leaf data (the JCS encoding of the recorded event) one event may have.
+pub const MAX_LEAF_DATA_BYTES: usize = 65_535;
 
 impl NewEvent {
     /// Validates one event as sent. `fresh_id` becomes its id when the producer sent none.
@@ -273,10 +295,10 @@ impl NewEvent {
         let workspace = match object.get("workspace") {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => {
-                if !is_identifier(text, 64, false) {
+                if !is_workspace_name(text) {
                     return Err(InvalidEvent::new(
                         "workspace",
-                        "must be 1 to 64 letters, digits, `_` or `-`",
+                        "must be 1 to 64 letters, digits, `_`, `.` or `-`",
                     ));
                 }
                 Some(text.clone())
@@ -294,7 +316,7 @@ impl NewEvent {
             .get("actor")
             .ok_or_else(|| InvalidEvent::new("actor", "missing required field"))?;
         let actor: Actor = typed(actor_value, "actor")?;
-        if !is_identifier(&actor.id, MAX_ID_LENGTH, true) {
+        if !is_identifier(&actor.id, MAX_ID_LENGTH) {
             return Err(InvalidEvent::new(
                 "actor.id",
                 "must be 1 to 128 printable characters",
@@ -325,6 +347,7 @@ impl NewEvent {
             return Err(InvalidEvent::new("data", "must be a JSON object"));
         }
         check_clear_values(&data, "data")?;
+        check_move(event_type, workspace.as_deref(), &data)?;
         catalogue::parse_data(event_type, &data).map_err(|error| match error {
             DataError::UnknownType(kind) => {
                 InvalidEvent::new("type", format!("unknown event type `{kind}`"))
@@ -350,6 +373,7 @@ impl NewEvent {
             context,
             data,
             expected_version,
+            submitted_by: None,
         })
     }
 
@@ -368,8 +392,37 @@ impl NewEvent {
             actor: self.actor.clone(),
             context: self.context.clone(),
             data: self.data.clone(),
+            submitted_by: self.submitted_by.clone(),
             leaf_hash: String::new(),
         }
+    }
+
+    /// For a `machine.moved` sent from the workspace the machine leaves, returns its copy in the
+    /// workspace it joins: the same stream name there, the machine's attributes as it left, and
+    /// an id derived from this event's, so a retry of the move is a retry of both.
+    /// `machine` is absent when the workspace it leaves knows nothing of it (its registration
+    /// not recorded yet): the move is fact all the same.
+    pub fn arrival(&self, machine: Option<MachineRegistered>) -> Option<NewEvent> {
+        if self.event_type != "machine.moved" {
+            return None;
+        }
+        let to_workspace = self.data["to_workspace"].as_str()?.to_owned();
+        let mut data = self.data.clone();
+        if let Some(machine) = machine {
+            data["machine"] = serde_json::to_value(machine).ok()?;
+        }
+        let digest = Sha256::new()
+            .chain_update(self.id.as_bytes())
+            .chain_update(b"arrival")
+            .finalize();
+        let id_bytes: [u8; 16] = digest[..16].try_into().ok()?;
+        Some(NewEvent {
+            id: uuid::Builder::from_custom_bytes(id_bytes).into_uuid(),
+            workspace: Some(to_workspace),
+            data,
+            expected_version: ExpectedVersion::Any,
+            ..self.clone()
+        })
     }
 
     /// Returns what the producer chose of this event, to compare a retry with what is
@@ -396,6 +449,8 @@ impl NewEvent {
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
     pub event: NewEvent,
+    /// The store's key of the event's stream ([`stream_key`]).
+    pub stream_key: String,
     head: Vec<u8>,
     middle: Vec<u8>,
     tail: Vec<u8>,
@@ -403,8 +458,9 @@ pub struct PreparedEvent {
 }
 
 impl PreparedEvent {
-    /// Encodes the producer's part of the event.
-    pub fn new(event: NewEvent) -> PreparedEvent {
+    /// Encodes the producer's part of the event, submitted by the token `submitted_by`.
+    pub fn new(mut event: NewEvent, submitted_by: &str) -> PreparedEvent {
+        event.submitted_by = Some(submitted_by.to_owned());
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(b"{\"actor\":");
         head.extend_from_slice(&encode(&event.actor));
@@ -420,7 +476,9 @@ impl PreparedEvent {
         let mut middle = b"\"stream\":".to_vec();
         middle.extend_from_slice(&encode(&event.stream));
         middle.push(b',');
-        let mut tail = b"\"type\":".to_vec();
+        let mut tail = b"\"submitted_by\":".to_vec();
+        tail.extend_from_slice(&encode(&event.submitted_by));
+        tail.extend_from_slice(b",\"type\":");
         tail.extend_from_slice(&encode(&event.event_type));
         tail.extend_from_slice(b",\"workspace\":");
         tail.extend_from_slice(&encode(&event.workspace));
@@ -429,12 +487,24 @@ impl PreparedEvent {
         head_hash.update([0u8]);
         head_hash.update(&head);
         PreparedEvent {
+            stream_key: stream_key(event.workspace.as_deref(), &event.stream),
             event,
             head,
             middle,
             tail,
             head_hash,
         }
+    }
+
+    /// Returns the most bytes this event's leaf data can take, wherever it lands: its own parts
+    /// plus the widest position, recording time, stream version and workspace sequence.
+    pub fn largest_leaf_data(&self) -> usize {
+        const WIDEST_PLACE: &str = concat!(
+            "\"position\":18446744073709551615,\"recorded_at\":\"9999-12-31T23:59:59.999999999Z\",",
+            "\"stream_version\":18446744073709551615,",
+            "\"workspace_seq\":18446744073709551615}"
+        );
+        self.head.len() + self.middle.len() + self.tail.len() + WIDEST_PLACE.len()
     }
 
     /// Returns the canonical body of the event recorded at `place` and its leaf hash.
@@ -507,6 +577,9 @@ pub struct RecordedEvent {
     pub actor: Actor,
     pub context: Context,
     pub data: Value,
+    /// The token whose request appended it; absent from events recorded before v2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
     /// Hex SHA-256 leaf hash; empty until [`RecordedEvent::seal`] computed it.
     #[serde(default)]
     pub leaf_hash: String,
@@ -528,6 +601,8 @@ struct HashedBody<'a> {
     actor: &'a Actor,
     context: &'a Context,
     data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submitted_by: Option<&'a str>,
 }
 
 impl RecordedEvent {
@@ -547,6 +622,7 @@ impl RecordedEvent {
             actor: &self.actor,
             context: &self.context,
             data: &self.data,
+            submitted_by: self.submitted_by.as_deref(),
         };
         canonical_json(&body).expect("a recorded event always has a canonical form")
     }
@@ -682,17 +758,65 @@ fn is_stream_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-')
 }
 
-/// True for 1 to `max` characters: letters, digits, `_` and `-`; any printable non-space
-/// character too when `printable`.
-fn is_identifier(text: &str, max: usize, printable: bool) -> bool {
+/// True for 1 to `max` bytes of printable characters without spaces.
+fn is_identifier(text: &str, max: usize) -> bool {
     !text.is_empty()
         && text.len() <= max
-        && text.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || c == '_'
-                || c == '-'
-                || (printable && !c.is_control() && !c.is_whitespace())
-        })
+        && text.chars().all(|c| !c.is_control() && !c.is_whitespace())
+}
+
+/// True for a workspace name: 1 to 64 of `[A-Za-z0-9_.-]`.
+pub fn is_workspace_name(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// True for a stream name as a path may carry it: 1 to 200 printable ASCII characters, no `/`.
+/// (A stream an event names is narrower still: `<kind>-<id>`.)
+pub fn is_stream_name(text: &str) -> bool {
+    (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+/// The store's key of a stream: `WORKSPACE/STREAM`, or `/STREAM` for a stream of no workspace.
+/// Neither name holds a `/`, so two workspaces' streams of one name never share a key.
+pub fn stream_key(workspace: Option<&str>, stream: &str) -> String {
+    format!("{}/{stream}", workspace.unwrap_or(""))
+}
+
+/// A `machine.moved` is sent from the workspace the machine leaves, to another valid one; the
+/// destination's copy, with the machine's attributes, is Chronicle's to write.
+fn check_move(event_type: &str, workspace: Option<&str>, data: &Value) -> Result<(), InvalidEvent> {
+    if event_type != "machine.moved" {
+        return Ok(());
+    }
+    let (from, to) = (&data["from_workspace"], &data["to_workspace"]);
+    if from.as_str() != workspace {
+        return Err(InvalidEvent::new(
+            "data.from_workspace",
+            "must be the event's workspace: a move is sent from the workspace the machine leaves",
+        ));
+    }
+    if !to.as_str().is_some_and(is_workspace_name) {
+        return Err(InvalidEvent::new(
+            "data.to_workspace",
+            "must be 1 to 64 letters, digits, `_`, `.` or `-`",
+        ));
+    }
+    if to == from {
+        return Err(InvalidEvent::new(
+            "data.to_workspace",
+            "must differ from from_workspace",
+        ));
+    }
+    if data.get("machine").is_some() {
+        return Err(InvalidEvent::new(
+            "data.machine",
+            "is recorded by chronicle itself and cannot be sent",
+        ));
+    }
+    Ok(())
 }
 
 /// Streams named after a workspace must name the event's workspace.
@@ -724,13 +848,15 @@ fn check_stream_workspace(
     }
 }
 
-/// Refuses secrets sent in clear and integers no JSON reader holds exactly.
+/// Refuses secrets sent in clear and integers no JSON reader holds exactly. A field named like
+/// a secret (see [`is_secret_name`]), at any depth, may only hold `null` or a stand-in object
+/// (see [`SECRET_STAND_IN_KEYS`]); any other value, whatever its JSON type, is refused.
 fn check_clear_values(value: &Value, path: &str) -> Result<(), InvalidEvent> {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
                 let child = format!("{path}.{key}");
-                if is_secret_name(key) && matches!(inner, Value::String(_) | Value::Number(_)) {
+                if is_secret_name(key) && !is_secret_stand_in(inner) {
                     return Err(InvalidEvent::new(
                         child,
                         "looks like a secret sent in clear: send a hash, a prefix or a length instead",
@@ -764,14 +890,76 @@ fn check_clear_values(value: &Value, path: &str) -> Result<(), InvalidEvent> {
     }
 }
 
+/// `null`, or an object whose keys are all among [`SECRET_STAND_IN_KEYS`] (at least one).
+fn is_secret_stand_in(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => {
+            !map.is_empty()
+                && map
+                    .keys()
+                    .all(|key| SECRET_STAND_IN_KEYS.contains(&key.as_str()))
+        }
+        _ => false,
+    }
+}
+
+/// True when a field's name, in any case and with any separator, ends with one of
+/// [`SECRET_NAMES`] (also run together, `cardnumber`, or plural, `api_keys`): `smtp_password`,
+/// `apiToken`, `clientSecret`, `card-number`, `SMTP-Password`, `cvv2`. `secret_rotated`,
+/// `token_prefix` or `password_sha256` end with another word, so they are not secret names.
 fn is_secret_name(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
+    let mut words = name_words(key);
+    // A trailing number is an index or a variant (`password2`, `cvv2`), not what the field is.
+    while words
+        .last()
+        .is_some_and(|word| word.chars().all(|c| c.is_numeric()))
+    {
+        words.pop();
+    }
+    let Some(last) = words.last().map(String::as_str) else {
+        return false;
+    };
     SECRET_NAMES.iter().any(|name| {
-        key == *name
-            || key
-                .strip_suffix(name)
-                .is_some_and(|head| head.ends_with('_') || head.ends_with('-'))
+        let (head, tail) = name.split_at(name.len() - 1);
+        let tail = tail[0];
+        let before = &words[..words.len() - 1];
+        let ends_with_head =
+            before.len() >= head.len() && before[before.len() - head.len()..] == *head;
+        let run_together = name.len() > 1 && last == name.concat();
+        let tail_matches = last == tail || last.strip_suffix('s') == Some(tail);
+        (ends_with_head && tail_matches) || run_together
     })
+}
+
+/// A field name as lowercase words: split at every character that is not a letter or a digit,
+/// between letters and digits, and where camelCase turns (`apiToken`, `APIToken`, `SMTPPassword`).
+fn name_words(key: &str) -> Vec<String> {
+    let chars: Vec<char> = key.chars().collect();
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for (index, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            continue;
+        }
+        if let Some(before) = word.chars().last() {
+            let next_is_lower = chars.get(index + 1).is_some_and(|next| next.is_lowercase());
+            let boundary = (before.is_lowercase() && c.is_uppercase())
+                || before.is_numeric() != c.is_numeric()
+                || (before.is_uppercase() && c.is_uppercase() && next_is_lower);
+            if boundary {
+                words.push(std::mem::take(&mut word));
+            }
+        }
+        word.push(c);
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words.into_iter().map(|word| word.to_lowercase()).collect()
 }
 
 #[cfg(test)]
@@ -921,7 +1109,8 @@ mod tests {
     #[test]
     fn prepared_events_seal_to_the_canonical_body() {
         let event = NewEvent::from_json(&machine_registered(), Uuid::nil()).unwrap();
-        let prepared = PreparedEvent::new(event.clone());
+        let prepared = PreparedEvent::new(event, "tok_7");
+        let event = &prepared.event;
         for place in [
             Place {
                 position: 1,
@@ -935,9 +1124,29 @@ mod tests {
             },
         ] {
             let mut recorded = event.record(place, "2026-11-24T03:50:27.000Z");
+            assert_eq!(recorded.submitted_by.as_deref(), Some("tok_7"));
             let expected = recorded.seal();
             assert_eq!(prepared.seal(place, "2026-11-24T03:50:27.000Z"), expected);
         }
+    }
+
+    #[test]
+    fn the_largest_leaf_data_bounds_the_widest_place() {
+        let prepared = PreparedEvent::new(
+            NewEvent::from_json(&machine_registered(), Uuid::nil()).unwrap(),
+            "tok_7",
+        );
+        let widest = Place {
+            position: u64::MAX,
+            stream_version: u64::MAX,
+            workspace_seq: Some(u64::MAX),
+        };
+        let (body, _) = prepared.seal(widest, "2026-11-24T03:50:27.123456789Z");
+        assert!(body.len() <= prepared.largest_leaf_data());
+        assert!(
+            prepared.largest_leaf_data() - body.len() < 16,
+            "the bound is tight"
+        );
     }
 
     #[test]
@@ -953,5 +1162,115 @@ mod tests {
         assert_eq!(format_timestamp(t), "2026-01-02T02:04:05.123456Z");
         let t = parse_timestamp("2026-01-02T03:04:05Z").unwrap();
         assert_eq!(format_timestamp(t), "2026-01-02T03:04:05.000Z");
+    }
+
+    #[test]
+    fn secret_names_are_recognised_however_spelled() {
+        for name in [
+            "password",
+            "smtp_password",
+            "SMTP-Password",
+            "apiToken",
+            "APIToken",
+            "x_api_token",
+            "clientSecret",
+            "client.secret",
+            "card-number",
+            "cardNumber",
+            "cardnumber",
+            "apiKey",
+            "api key",
+            "private_key",
+            "PIN",
+            "cvv2",
+            "CVC",
+            "passphrase",
+            "tokens",
+        ] {
+            assert!(is_secret_name(name), "{name} is a secret name");
+        }
+        for name in [
+            "secret_rotated",
+            "token_prefix",
+            "password_sha256",
+            "pinned",
+            "spin",
+            "key",
+            "number",
+            "last4",
+            "prefix",
+            "tokenizer",
+        ] {
+            assert!(!is_secret_name(name), "{name} is not a secret name");
+        }
+    }
+
+    #[test]
+    fn no_catalogue_field_is_a_secret_name() {
+        let catalogue = include_str!("catalogue.rs");
+        for line in catalogue.lines() {
+            let Some(rest) = line.trim().strip_prefix("pub ") else {
+                continue;
+            };
+            if let Some((field, _)) = rest.split_once(':')
+                && field
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                assert!(!is_secret_name(field), "catalogue field {field}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_in_clear_are_refused_at_any_depth_and_of_any_type() {
+        let cases = [
+            (json!({"smtp_password": true}), "data.smtp_password"),
+            (json!({"apiToken": ["a", "b"]}), "data.apiToken"),
+            (
+                json!({"clientSecret": {"value": "s3cr3t"}}),
+                "data.clientSecret",
+            ),
+            (
+                json!({"card-number": 4111111111111111u64}),
+                "data.card-number",
+            ),
+            (
+                json!({"changes": {"smtp_password": {"from": "a", "to": "b"}}}),
+                "data.changes.smtp_password",
+            ),
+            (
+                json!({"changes": [{"x_api_token": "abc"}]}),
+                "data.changes[0].x_api_token",
+            ),
+            (
+                json!({"extra": {"SMTP-Password": ""}}),
+                "data.extra.SMTP-Password",
+            ),
+            (
+                json!({"apiKey": {"sha256": "ab12", "value": "k"}}),
+                "data.apiKey",
+            ),
+            (json!({"pin": {}}), "data.pin"),
+        ];
+        for (data, field) in cases {
+            let error = refusal(machine_registered(), |e| {
+                for (key, value) in data.as_object().unwrap() {
+                    e["data"][key] = value.clone();
+                }
+            });
+            assert_eq!(error.field, field, "{data}");
+            assert!(error.message.contains("secret sent in clear"), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_as_null_or_stand_ins_are_allowed() {
+        let mut value = machine_registered();
+        value["data"]["smtp_password"] = json!(null);
+        value["data"]["apiToken"] = json!({"prefix": "cmd_ws1", "length": 40});
+        value["data"]["clientSecret"] = json!({"sha256": "ab12"});
+        value["data"]["extra"] = json!({"card_number": {"hash": "ab", "bytes": 16}});
+        NewEvent::from_json(&value, Uuid::nil()).unwrap();
     }
 }

@@ -20,6 +20,7 @@ pub mod models;
 
 pub use canonical::{LeafHash, canonical_json, leaf_hash};
 pub use envelope::{
-    Actor, ActorKind, Context, ExpectedVersion, InvalidEvent, NewEvent, Place, PreparedEvent,
-    RecordedEvent, format_timestamp, parse_timestamp,
+    Actor, ActorKind, Context, ExpectedVersion, InvalidEvent, MAX_LEAF_DATA_BYTES, NewEvent, Place,
+    PreparedEvent, RecordedEvent, SUBMITTED_BY_ADMIN, SUBMITTED_BY_CHRONICLE, format_timestamp,
+    is_stream_name, is_workspace_name, parse_timestamp, stream_key,
 };

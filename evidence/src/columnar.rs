@@ -33,7 +33,7 @@ use crate::error::EvidenceError;
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The columns with few distinct values, dictionary-encoded.
-const DICTIONARY_COLUMNS: [&str; 11] = [
+const DICTIONARY_COLUMNS: [&str; 12] = [
     "stream",
     "type",
     "workspace",
@@ -45,6 +45,7 @@ const DICTIONARY_COLUMNS: [&str; 11] = [
     "auth_method",
     "transport",
     "response_code",
+    "submitted_by",
 ];
 
 /// The columns that grow (or mostly grow) row by row, delta-encoded without a dictionary.
@@ -80,6 +81,7 @@ pub fn parquet_schema() -> SchemaRef {
         Field::new("response_code", DataType::UInt16, true),
         Field::new("duration_ms", DataType::UInt64, true),
         Field::new("data", DataType::Utf8, false),
+        Field::new("submitted_by", DataType::Utf8, true),
         Field::new("leaf_hash", DataType::FixedSizeBinary(32), true),
     ]))
 }
@@ -156,6 +158,7 @@ fn record_batch(
     let mut response_code = UInt16Builder::with_capacity(rows);
     let mut duration_ms = UInt64Builder::with_capacity(rows);
     let mut data = StringBuilder::with_capacity(rows, rows * 128);
+    let mut submitted_by = strings();
     let mut leaf_hash = FixedSizeBinaryBuilder::with_capacity(rows, 32);
     // Each event's JSON is written here, then copied into its column: no string per event.
     let mut scratch = Vec::with_capacity(1024);
@@ -195,6 +198,7 @@ fn record_batch(
         data.append_value(
             json(&event.data, &mut scratch).ok_or_else(|| unwritable(event, "data"))?,
         );
+        submitted_by.append_option(event.submitted_by.as_deref());
         match hash_bytes(event)? {
             Some(hash) => leaf_hash.append_value(hash)?,
             None => leaf_hash.append_null(),
@@ -221,6 +225,7 @@ fn record_batch(
         Arc::new(response_code.finish()),
         Arc::new(duration_ms.finish()),
         Arc::new(data.finish()),
+        Arc::new(submitted_by.finish()),
         Arc::new(leaf_hash.finish()),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -323,6 +328,7 @@ struct Columns<'a> {
     response_code: &'a UInt16Array,
     duration_ms: &'a UInt64Array,
     data: &'a StringArray,
+    submitted_by: &'a StringArray,
     leaf_hash: &'a FixedSizeBinaryArray,
 }
 
@@ -356,6 +362,7 @@ impl<'a> Columns<'a> {
             response_code: column(batch, "response_code")?,
             duration_ms: column(batch, "duration_ms")?,
             data: column(batch, "data")?,
+            submitted_by: column(batch, "submitted_by")?,
             leaf_hash: column(batch, "leaf_hash")?,
         })
     }
@@ -422,6 +429,7 @@ impl<'a> Columns<'a> {
             },
             data: serde_json::from_str(&data)
                 .map_err(|error| format!("row {row}: `data` is not JSON: {error}"))?,
+            submitted_by: text(self.submitted_by),
             leaf_hash,
         })
     }

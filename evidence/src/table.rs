@@ -38,35 +38,46 @@ impl<W: Write> CsvWriter<W> {
         let mut out = csv::WriterBuilder::new()
             .buffer_capacity(64 * 1024)
             .from_writer(sink);
-        out.write_record(CSV_COLUMNS)?;
+        out.write_record(
+            CSV_COLUMNS
+                .map(spreadsheet_safe)
+                .iter()
+                .map(|cell| cell.as_bytes()),
+        )?;
         Ok(CsvWriter { out })
     }
 
-    /// Writes one page of events, a row each.
+    /// Writes one page of events, a row each; every cell goes through [`spreadsheet_safe`].
     pub fn write_page(&mut self, events: &[RecordedEvent]) -> Result<(), EvidenceError> {
         for event in events {
             let optional = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
-            self.out.write_record([
-                event.position.to_string().as_str(),
-                &event.recorded_at,
-                &event.occurred_at,
-                &event.event_type,
-                &event.actor.id,
-                event.actor.name.as_deref().unwrap_or_default(),
-                &targets(event),
-                &event
-                    .context
-                    .source_ip
-                    .map(|ip| ip.to_string())
-                    .unwrap_or_default(),
-                event.context.request_id.as_deref().unwrap_or_default(),
-                event.workspace.as_deref().unwrap_or_default(),
-                &event.stream,
-                &event.stream_version.to_string(),
-                &optional(event.workspace_seq),
-                &event.id.to_string(),
-                &event.data.to_string(),
-            ])?;
+            // One statement: the cells borrow temporaries that live until its end.
+            self.out.write_record(
+                [
+                    event.position.to_string().as_str(),
+                    &event.recorded_at,
+                    &event.occurred_at,
+                    &event.event_type,
+                    &event.actor.id,
+                    event.actor.name.as_deref().unwrap_or_default(),
+                    &targets(event),
+                    &event
+                        .context
+                        .source_ip
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_default(),
+                    event.context.request_id.as_deref().unwrap_or_default(),
+                    event.workspace.as_deref().unwrap_or_default(),
+                    &event.stream,
+                    &event.stream_version.to_string(),
+                    &optional(event.workspace_seq),
+                    &event.id.to_string(),
+                    &event.data.to_string(),
+                ]
+                .map(spreadsheet_safe)
+                .iter()
+                .map(|cell| cell.as_bytes()),
+            )?;
         }
         Ok(())
     }
@@ -76,6 +87,17 @@ impl<W: Write> CsvWriter<W> {
         self.out
             .into_inner()
             .map_err(|error| EvidenceError::Io(error.into_error()))
+    }
+}
+
+/// A cell a spreadsheet will not read as a formula: one that starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return gets a `'` in front (so `-5` is written `'-5`), as OWASP advises
+/// against CSV injection. Every cell of a row, the header's included, passes through here.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
 }
 
@@ -138,5 +160,37 @@ mod tests {
             "session:ses_3 machine:mch_9 machine:mch_2"
         );
         assert_eq!(targets(&event("billing-ws_1", json!({}))), "");
+    }
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_get_a_quote_in_front() {
+        let starts = ["=", "+", "-", "@", "\t", "\r"];
+        let events: Vec<RecordedEvent> = starts
+            .iter()
+            .map(|start| {
+                let mut event = event("session-ses_3", json!({"machine": "mch_9"}));
+                event.actor.name = Some(format!("{start}cmd|' /C calc'!A0"));
+                event
+            })
+            .collect();
+        let mut writer = CsvWriter::new(Vec::new()).unwrap();
+        writer.write_page(&events).unwrap();
+        let bytes = writer.finish().unwrap();
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), starts.len());
+        for (row, start) in rows.iter().zip(starts) {
+            assert_eq!(row[5], format!("'{start}cmd|' /C calc'!A0"));
+            for cell in row {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{cell:?}"
+                );
+            }
+        }
+        assert_eq!(spreadsheet_safe("-5"), "'-5");
+        assert_eq!(spreadsheet_safe("5"), "5");
+        assert_eq!(spreadsheet_safe(""), "");
+        assert_eq!(spreadsheet_safe("a=b"), "a=b");
     }
 }

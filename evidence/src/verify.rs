@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 
 use chronicle_domain::merkle::{Hash, from_hex, to_hex, verify_inclusion};
 use chronicle_domain::{RecordedEvent, canonical_json, leaf_hash, parse_timestamp};
-use chronicle_store::checkpoint::{NoteVerifier, open_signed_checkpoint};
+use chronicle_store::checkpoint::{CheckpointError, NoteVerifier, open_signed_checkpoint};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -42,14 +42,24 @@ pub struct Check {
     pub message: String,
 }
 
-/// What the verifier found: every check it made, in order.
+/// What the verifier found: every check it made, in order, and whether the checkpoint's signer
+/// is one the caller trusts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BundleReport {
     pub checks: Vec<Check>,
+    /// True only when a trusted key was given and the bundle's key is that key. Without one the
+    /// checks prove the bundle is consistent with itself, not that the log signed it: anyone
+    /// can make a key, sign a checkpoint and put both in a bundle.
+    pub trusted_signer: bool,
 }
 
 impl BundleReport {
-    /// True when every check passed.
+    /// Why the signer is not trusted, in plain words, when it is not.
+    pub const UNTRUSTED_SIGNER: &str =
+        "the checkpoint's signer is not trusted: pass --key KEYFILE with the public key you trust";
+
+    /// True when every check passed (whether or not the signer is trusted: see
+    /// [`BundleReport::trusted_signer`]).
     pub fn is_valid(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|check| check.passed)
     }
@@ -94,14 +104,19 @@ impl fmt::Display for BundleReport {
             let mark = if check.passed { "OK    " } else { "FAILED" };
             writeln!(f, "{mark}  {}", check.message)?;
         }
+        if !self.trusted_signer {
+            writeln!(f, "NOT TRUSTED  {}", BundleReport::UNTRUSTED_SIGNER)?;
+        }
         Ok(())
     }
 }
 
 /// Checks an evidence bundle: each file against the manifest, each event's leaf hash, each
 /// inclusion proof against the signed checkpoint, the signature (and, when `trusted_key` is
-/// given, that the bundle's key is that one), the workspace of every event, the completeness
-/// of the range, and that the Parquet rows equal the NDJSON events.
+/// given, that the bundle's key is that one), that the checkpoint is exactly the workspace tree
+/// of the key's log (origin `KEY NAME/workspaces/WS`, no extension lines), the workspace of
+/// every event, the completeness of the range, and that the Parquet rows equal the NDJSON
+/// events. Without `trusted_key` the report's signer is untrusted, however valid it is.
 pub fn verify_bundle(zip_bytes: &[u8], trusted_key: Option<&str>) -> BundleReport {
     let mut report = BundleReport::default();
     // The checks below never index unchecked; this turns a bug into a failed check, not a crash.
@@ -209,24 +224,27 @@ fn verify_into(zip_bytes: &[u8], trusted_key: Option<&str>, report: &mut BundleR
             return report.fail(format!("{PUBLIC_KEY} is not a note verifier key: {error}"));
         }
     };
-    match trusted_key {
-        Some(trusted) => {
-            report.check(if trusted.trim() == key_text {
-                Ok(format!("the bundle's public key is the trusted key ({})", verifier.name))
-            } else {
-                Err(format!(
-                    "the bundle's public key ({key_text}) is not the trusted key ({})",
-                    trusted.trim()
-                ))
-            });
-        }
-        None => report.pass(format!(
-            "no trusted key given: the checkpoint is checked with the bundle's own key ({key_text}); pass --key to check it is the log's"
-        )),
+    if let Some(trusted) = trusted_key {
+        report.trusted_signer = report.check(if trusted.trim() == key_text {
+            Ok(format!(
+                "the bundle's public key is the trusted key ({})",
+                verifier.name
+            ))
+        } else {
+            Err(format!(
+                "the bundle's public key ({key_text}) is not the trusted key ({})",
+                trusted.trim()
+            ))
+        });
     }
     let note = String::from_utf8_lossy(file(CHECKPOINT));
     let checkpoint = match open_signed_checkpoint(&note, &verifier) {
         Ok(checkpoint) => checkpoint,
+        Err(error @ CheckpointError::Malformed(_)) => {
+            return report.fail(format!(
+                "the checkpoint is not one this verifier accepts: {error}"
+            ));
+        }
         Err(error) => {
             return report.fail(format!(
                 "the checkpoint's signature does not verify with the bundle's public key: {error}"
@@ -234,22 +252,29 @@ fn verify_into(zip_bytes: &[u8], trusted_key: Option<&str>, report: &mut BundleR
         }
     };
     report.pass(format!(
-        "the checkpoint is signed by {}: tree size {}, root {}",
+        "the checkpoint is signed by {} ({key_text}): tree size {}, root {}",
         verifier.name,
         checkpoint.size,
         to_hex(&checkpoint.root)
     ));
-    let origin_suffix = format!("/workspaces/{workspace}");
-    report.check(
-        if checkpoint.origin.ends_with(&origin_suffix) && checkpoint.size == manifest.tree_size {
-            Ok(format!("the checkpoint is workspace {workspace}'s tree at the manifest's size"))
-        } else {
-            Err(format!(
-                "the checkpoint is of `{}` at size {}, not of workspace {workspace} at the manifest's size {}",
-                checkpoint.origin, checkpoint.size, manifest.tree_size
-            ))
-        },
-    );
+    // The key's name is the log's origin (the server refuses a key named otherwise), so the
+    // checkpoint must name exactly that log's tree of this workspace.
+    let expected_origin = format!("{}/workspaces/{workspace}", verifier.name);
+    report.check(if checkpoint.origin != expected_origin {
+        Err(format!(
+            "the checkpoint is of `{}`, not of workspace {workspace} of the log {} (`{expected_origin}` expected)",
+            checkpoint.origin, verifier.name
+        ))
+    } else if checkpoint.size != manifest.tree_size {
+        Err(format!(
+            "the checkpoint is of workspace {workspace}'s tree at size {}, not at the manifest's size {}",
+            checkpoint.size, manifest.tree_size
+        ))
+    } else {
+        Ok(format!(
+            "the checkpoint is workspace {workspace}'s tree (`{expected_origin}`) at the manifest's size"
+        ))
+    });
 
     // The events and their leaf hashes.
     let Some(events) = read_events(file(EVENTS_NDJSON), report) else {

@@ -30,7 +30,7 @@ fuzz_target!(|bytes: &[u8]| {
         stream_version: 3,
         workspace_seq,
     };
-    let (body, hash) = PreparedEvent::new(event).seal(place, "2026-11-24T03:50:26.131Z");
+    let (body, hash) = PreparedEvent::new(event, "tok_fuzz").seal(place, "2026-11-24T03:50:26.131Z");
     let recorded = RecordedEvent::from_stored(&body, &hash).expect("a sealed body reads back");
     let mut without_hash = serde_json::to_value(&recorded).unwrap();
     without_hash.as_object_mut().unwrap().remove("leaf_hash");

@@ -1,10 +1,7 @@
 //! Queries: lists with filters and cursors, details by key, now or as of a past moment.
 
-use std::collections::BTreeSet;
-
-use chronicle_domain::models::{ReadModel, fold};
+use chronicle_domain::models::{ReadModel, fold, row_key};
 use chronicle_domain::{RecordedEvent, parse_timestamp};
-use chronicle_store::Direction;
 use chronicle_store::db::{Access, Backend, Sql};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
@@ -144,15 +141,20 @@ impl Projections {
         Ok(answer)
     }
 
-    /// Returns one row of a model by key (a machine, session or schedule id; the workspace
-    /// for billing) and the position it reflects, now or `as_of` a past moment.
+    /// Returns one row of a model by id (a machine, session or schedule id; the workspace for
+    /// billing) and the position it reflects, now or `as_of` a past moment. The row's key starts
+    /// with the workspace, so no id reaches another workspace's row.
     pub async fn detail(
         &self,
         model: Model,
         workspace: &str,
-        key: &str,
+        id: &str,
         as_of: Option<AsOf>,
     ) -> Result<(Option<Value>, u64), ProjectionError> {
+        let key = match model {
+            Model::Billing => workspace.to_owned(),
+            _ => row_key(workspace, id),
+        };
         let mut source = self.source(model, workspace, as_of).await?;
         let mut transaction = source.connection().begin().await?;
         let position = checkpoint(&mut transaction, model.name()).await?;
@@ -190,9 +192,7 @@ impl Projections {
         workspace: &str,
         as_of: AsOf,
     ) -> Result<AnyConnection, ProjectionError> {
-        let events = self
-            .workspace_history(workspace, as_of, model == Model::Machines)
-            .await?;
+        let events = self.workspace_history(workspace, as_of).await?;
         let position = match as_of {
             AsOf::Position(position) => position.min(self.store.head().position),
             AsOf::Time(_) => events.last().map_or(0, |event| event.position),
@@ -214,14 +214,12 @@ impl Projections {
         Ok(memory)
     }
 
-    /// Returns the workspace's events `as_of` allows, in position order. With
-    /// `machines_moved_in`, also the earlier events of machines that moved in from another
-    /// workspace (their registration, their name), which belong to the workspace they left.
+    /// Returns the workspace's events `as_of` allows, in position order: its own history alone
+    /// (a machine that moved in starts from its arrival, which carries what it was).
     async fn workspace_history(
         &self,
         workspace: &str,
         as_of: AsOf,
-        machines_moved_in: bool,
     ) -> Result<Vec<RecordedEvent>, ProjectionError> {
         let mut events = Vec::new();
         let mut after = 0;
@@ -239,36 +237,6 @@ impl Projections {
                 events.push(event);
             }
         }
-        if !machines_moved_in {
-            return Ok(events);
-        }
-        let mut seen = BTreeSet::new();
-        let moved_in: Vec<(String, u64)> = events
-            .iter()
-            .filter(|event| {
-                event.stream.starts_with("machine-") && seen.insert(event.stream.clone())
-            })
-            .filter(|event| event.event_type != "machine.registered")
-            .map(|event| (event.stream.clone(), event.position))
-            .collect();
-        for (stream, first) in moved_in {
-            let mut version = 1;
-            loop {
-                let page = self
-                    .store
-                    .read_stream(&stream, Some(version), HISTORY_PAGE, Direction::Forward)
-                    .await?;
-                let full = page.len() == HISTORY_PAGE as usize;
-                let Some(last) = page.last() else { break };
-                version = last.stream_version + 1;
-                let done = last.position >= first || !full;
-                events.extend(page.into_iter().filter(|event| event.position < first));
-                if done {
-                    break;
-                }
-            }
-        }
-        events.sort_by_key(|event| event.position);
         Ok(events)
     }
 }

@@ -38,7 +38,10 @@ async fn filled_store(directory: &tempfile::TempDir) -> (Store, Vec<RecordedEven
         let batch: Vec<PreparedEvent> = chunk
             .iter()
             .map(|value| {
-                PreparedEvent::new(NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap())
+                PreparedEvent::new(
+                    NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap(),
+                    "test",
+                )
             })
             .collect();
         store.append(batch).await.unwrap();
@@ -247,6 +250,7 @@ async fn two_nodes_on_one_postgres_database_stay_gap_free_and_project_exactly() 
                     .map(|value| {
                         PreparedEvent::new(
                             NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap(),
+                            "test",
                         )
                     })
                     .collect();

@@ -7,7 +7,8 @@
 
 use chronicle_domain::catalogue::parse_data;
 use chronicle_domain::{
-    Actor, Context, ExpectedVersion, NewEvent, PreparedEvent, format_timestamp,
+    Actor, Context, ExpectedVersion, NewEvent, PreparedEvent, SUBMITTED_BY_CHRONICLE,
+    format_timestamp,
 };
 use chronicle_store::{Appended, Store};
 use serde_json::{Map, Value, json};
@@ -104,8 +105,11 @@ pub async fn record_audit(
         context: record.context,
         data,
         expected_version: ExpectedVersion::Any,
+        submitted_by: None,
     };
-    let mut appended = store.append(vec![PreparedEvent::new(event)]).await?;
+    let mut appended = store
+        .append(vec![PreparedEvent::new(event, SUBMITTED_BY_CHRONICLE)])
+        .await?;
     appended
         .pop()
         .ok_or_else(|| SearchError::Internal("the store answered no place".into()))

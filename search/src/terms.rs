@@ -163,6 +163,7 @@ mod tests {
                 ..Context::default()
             },
             data,
+            submitted_by: None,
             leaf_hash: String::new(),
         }
     }

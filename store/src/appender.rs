@@ -78,13 +78,20 @@ struct PlacedRow<'a> {
     workspace_id: Option<i64>,
 }
 
+/// An event id as the store judges it: unique within its workspace (`None`: no workspace).
+type EventKey<'a> = (Uuid, Option<&'a str>);
+
+/// The recorded events among a group's, by id and workspace.
+type Recorded = HashMap<(Uuid, Option<String>), RecordedEvent>;
+
 /// What the group has placed so far, over the committed state.
 #[derive(Default)]
-struct GroupState {
+struct GroupState<'a> {
+    /// By stream key (`WORKSPACE/STREAM`, see [`chronicle_domain::stream_key`]).
     streams: HashMap<String, StreamState>,
     workspaces: HashMap<String, WorkspaceState>,
     /// Event ids placed in this group: index into `rows`.
-    placed_ids: HashMap<Uuid, usize>,
+    placed_ids: HashMap<EventKey<'a>, usize>,
 }
 
 /// How the appender signs checkpoints.
@@ -119,6 +126,7 @@ pub(crate) struct Appender {
     /// Events up to this position have their entries in `stream_index`; the streams of every
     /// event after it (the tail) are all in `streams`.
     merged_through: u64,
+    /// By stream key (`WORKSPACE/STREAM`).
     streams: HashMap<String, StreamState>,
     workspaces: HashMap<String, WorkspaceState>,
 }
@@ -460,7 +468,7 @@ impl Appender {
         };
         let names: Vec<&str> = group
             .iter()
-            .flat_map(|r| r.events.iter().map(|p| p.event.stream.as_str()))
+            .flat_map(|r| r.events.iter().map(|p| p.stream_key.as_str()))
             .filter(|name| !self.streams.contains_key(*name))
             .collect();
         self.load_streams(&names).await?;
@@ -678,6 +686,8 @@ impl Appender {
             db::rollback(&mut self.connection).await;
             caught_up?;
         }
+        // Only a tree that exists is signed: the log, or a workspace with events, whose name
+        // (validated when its first event was) makes the origin one line.
         let (origin, frontier) = if tree.is_empty() {
             (self.signing.origin.clone(), self.log.clone())
         } else {
@@ -686,7 +696,7 @@ impl Appender {
                 .get(tree)
                 .and_then(|workspace| self.workspace_frontiers.get(&workspace.workspace_id))
                 .cloned()
-                .unwrap_or_default();
+                .ok_or_else(|| StoreError::NoWorkspace(tree.to_owned()))?;
             (
                 format!("{}/workspaces/{tree}", self.signing.origin),
                 frontier,
@@ -727,9 +737,9 @@ impl Appender {
     fn place_group<'a>(
         &mut self,
         group: &'a [Request],
-        recorded: &HashMap<Uuid, RecordedEvent>,
+        recorded: &Recorded,
         outcomes: &mut Vec<Option<Result<Vec<Appended>, StoreError>>>,
-    ) -> (GroupState, Vec<PlacedRow<'a>>) {
+    ) -> (GroupState<'a>, Vec<PlacedRow<'a>>) {
         let mut state = GroupState::default();
         let mut rows = Vec::new();
         for request in group {
@@ -743,8 +753,8 @@ impl Appender {
     fn place_request<'a>(
         &mut self,
         request: &'a Request,
-        recorded: &HashMap<Uuid, RecordedEvent>,
-        group: &mut GroupState,
+        recorded: &Recorded,
+        group: &mut GroupState<'a>,
         rows: &mut Vec<PlacedRow<'a>>,
     ) -> Result<Vec<Appended>, StoreError> {
         let first_row = rows.len();
@@ -752,7 +762,7 @@ impl Appender {
         let mut workspaces: HashMap<&str, WorkspaceState> = HashMap::new();
         let mut answers = Vec::with_capacity(request.events.len());
         // Ids this request placed: index into `rows`.
-        let mut placed_ids: HashMap<Uuid, usize> = HashMap::new();
+        let mut placed_ids: HashMap<EventKey<'a>, usize> = HashMap::new();
         let mut next_position = self.next_position + first_row as u64;
         let next_stream_id = self.next_stream_id;
         let next_workspace_id = self.next_workspace_id;
@@ -766,7 +776,13 @@ impl Appender {
 
         for (index, prepared) in request.events.iter().enumerate() {
             let event = &prepared.event;
-            if let Some(existing) = recorded.get(&event.id) {
+            let key: EventKey<'a> = (event.id, event.workspace.as_deref());
+            let existing = if recorded.is_empty() {
+                None
+            } else {
+                recorded.get(&(event.id, event.workspace.clone()))
+            };
+            if let Some(existing) = existing {
                 if event.content() != existing.content() {
                     return refuse(
                         self,
@@ -788,8 +804,8 @@ impl Appender {
             }
             let placed_before = group
                 .placed_ids
-                .get(&event.id)
-                .or_else(|| placed_ids.get(&event.id))
+                .get(&key)
+                .or_else(|| placed_ids.get(&key))
                 .copied();
             if let Some(row_index) = placed_before {
                 let row = &rows[row_index];
@@ -807,12 +823,12 @@ impl Appender {
                 continue;
             }
 
-            let stream = match streams.get(event.stream.as_str()) {
+            let stream = match streams.get(prepared.stream_key.as_str()) {
                 Some(stream) => Some(*stream),
                 None => group
                     .streams
-                    .get(&event.stream)
-                    .or_else(|| self.streams.get(&event.stream))
+                    .get(&prepared.stream_key)
+                    .or_else(|| self.streams.get(&prepared.stream_key))
                     .copied(),
             };
             let current = stream.map_or(0, |stream| stream.version);
@@ -837,7 +853,7 @@ impl Appender {
                 version: stream.version + 1,
                 ..stream
             };
-            streams.insert(event.stream.as_str(), stream);
+            streams.insert(prepared.stream_key.as_str(), stream);
 
             let workspace = match event.workspace.as_deref() {
                 None => None,
@@ -873,7 +889,7 @@ impl Appender {
                 workspace_seq: workspace.map(|w| w.seq),
             };
             next_position += 1;
-            placed_ids.insert(event.id, rows.len());
+            placed_ids.insert(key, rows.len());
             rows.push(PlacedRow {
                 event,
                 prepared,
@@ -908,10 +924,7 @@ impl Appender {
     }
 
     /// Returns the recorded events among the group's.
-    async fn recorded_by_id(
-        &mut self,
-        group: &[Request],
-    ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
+    async fn recorded_by_id(&mut self, group: &[Request]) -> Result<Recorded, StoreError> {
         let ids: Vec<Uuid> = group
             .iter()
             .flat_map(|r| r.events.iter().map(|p| p.event.id))
@@ -920,15 +933,17 @@ impl Appender {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut query = Sql::new("SELECT position, body, leaf_hash FROM events WHERE id IN ");
             query.bind_list(chunk.iter().map(|id| id.as_bytes().as_slice()));
+            // Other workspaces' events of these ids come back too: ids are judged per workspace.
             for row in query.fetch_all(&mut self.connection).await? {
                 let event = crate::reads::decode_row(&row)?;
-                found.insert(event.id, event);
+                found.insert((event.id, event.workspace.clone()), event);
             }
         }
         Ok(found)
     }
 
-    /// Brings the committed state of these streams into the cache; absent streams stay absent.
+    /// Brings the committed state of these streams (by key) into the cache; absent streams stay
+    /// absent.
     /// A stream missing from the cache has no event in the tail, so `stream_index` has its
     /// version.
     async fn load_streams(&mut self, names: &[&str]) -> Result<(), StoreError> {
@@ -983,7 +998,10 @@ mod tests {
     use crate::{Direction, Store, StoreConfig, StoreError};
 
     fn prepared(value: &Value) -> PreparedEvent {
-        PreparedEvent::new(NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap())
+        PreparedEvent::new(
+            NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap(),
+            "test",
+        )
     }
 
     /// A retried batch, a batch reusing a recorded id with other content and new batches, all
@@ -1045,7 +1063,13 @@ mod tests {
         // Stream versions continue from the committed ones, counted once.
         for event in &recorded {
             let stream = store
-                .read_stream(&event.stream, None, 100, Direction::Forward)
+                .read_stream(
+                    event.workspace.as_deref(),
+                    &event.stream,
+                    None,
+                    100,
+                    Direction::Forward,
+                )
                 .await
                 .unwrap();
             let versions: Vec<u64> = stream.iter().map(|e| e.stream_version).collect();
@@ -1063,16 +1087,21 @@ mod tests {
     /// Reads every stream of the log whole, in pages from each version forward and backward,
     /// and checks each page against the log read by position.
     async fn check_streams(store: &Store) {
-        let mut expected: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        // (workspace, stream) → (stream version, position) of each of its events.
+        type Streams = BTreeMap<(Option<String>, String), Vec<(u64, u64)>>;
+        let mut expected = Streams::new();
         for event in store.read_all(0, 100_000).await.unwrap() {
             expected
-                .entry(event.stream.clone())
+                .entry((event.workspace.clone(), event.stream.clone()))
                 .or_default()
                 .push((event.stream_version, event.position));
         }
-        let read = |stream: String, from: Option<u64>, limit: u32, direction: Direction| async move {
+        let read = |(workspace, stream): (Option<String>, String),
+                    from: Option<u64>,
+                    limit: u32,
+                    direction: Direction| async move {
             store
-                .read_stream(&stream, from, limit, direction)
+                .read_stream(workspace.as_deref(), &stream, from, limit, direction)
                 .await
                 .unwrap()
                 .iter()
@@ -1091,14 +1120,14 @@ mod tests {
                 assert_eq!(
                     forward,
                     events[from - 1..(from + 2).min(events.len())],
-                    "{stream} from {from}"
+                    "{stream:?} from {from}"
                 );
                 let backward =
                     read(stream.clone(), Some(from as u64), 2, Direction::Backward).await;
                 let mut newest_first: Vec<(u64, u64)> =
                     events[from.saturating_sub(2)..from].to_vec();
                 newest_first.reverse();
-                assert_eq!(backward, newest_first, "{stream} back from {from}");
+                assert_eq!(backward, newest_first, "{stream:?} back from {from}");
             }
         }
     }

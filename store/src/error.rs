@@ -1,6 +1,6 @@
 //! The store's errors.
 
-use chronicle_domain::ExpectedVersion;
+use chronicle_domain::{ExpectedVersion, MAX_LEAF_DATA_BYTES};
 use uuid::Uuid;
 
 /// What kind of failure an error is, independent of any transport.
@@ -27,6 +27,12 @@ pub enum StoreError {
     /// An event id that is already recorded (or repeated in the batch) with other content.
     #[error("event id {id} is already recorded with other content")]
     DuplicateEventId { index: usize, id: Uuid },
+    /// An event whose leaf data would pass [`MAX_LEAF_DATA_BYTES`]; nothing of the batch was
+    /// appended.
+    #[error(
+        "event {index} would have up to {bytes} bytes of leaf data, more than {MAX_LEAF_DATA_BYTES}"
+    )]
+    EventTooLarge { index: usize, bytes: usize },
     /// The store is shutting down or cannot take writes now (a full disk, a busy database).
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -36,6 +42,9 @@ pub enum StoreError {
         position: u64,
         source: serde_json::Error,
     },
+    /// A workspace in which no event was ever appended.
+    #[error("no workspace {0}")]
+    NoWorkspace(String),
     /// A tree size, leaf or range past what the log holds.
     #[error("{0}")]
     OutOfRange(String),
@@ -62,7 +71,8 @@ impl StoreError {
                 ErrorKind::Conflict
             }
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
-            StoreError::OutOfRange(_) => ErrorKind::InvalidInput,
+            StoreError::NoWorkspace(_) => ErrorKind::NotFound,
+            StoreError::OutOfRange(_) | StoreError::EventTooLarge { .. } => ErrorKind::InvalidInput,
             StoreError::Database(error) if is_unavailable(error) => ErrorKind::Unavailable,
             StoreError::Corrupt { .. }
             | StoreError::MissingNode { .. }

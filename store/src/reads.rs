@@ -1,6 +1,6 @@
 //! Reads of the log, on the pool of read-only connections.
 
-use chronicle_domain::RecordedEvent;
+use chronicle_domain::{RecordedEvent, stream_key};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
@@ -43,6 +43,7 @@ pub(crate) async fn read_all(
 
 pub(crate) async fn read_stream(
     pool: &AnyPool,
+    workspace: Option<&str>,
     stream: &str,
     from_version: Option<u64>,
     limit: u32,
@@ -50,7 +51,7 @@ pub(crate) async fn read_stream(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let stream_id: Option<i64> =
         sqlx::query_scalar("SELECT stream_id FROM streams WHERE name = $1")
-            .bind(stream)
+            .bind(stream_key(workspace, stream))
             .fetch_optional(pool)
             .await?;
     let Some(stream_id) = stream_id else {
@@ -119,15 +120,32 @@ pub(crate) async fn events_at(
         .collect())
 }
 
+/// Returns the event of this id in this workspace (`None`: the events of no workspace).
 pub(crate) async fn event_by_id(
     pool: &AnyPool,
+    workspace: Option<&str>,
     id: Uuid,
 ) -> Result<Option<RecordedEvent>, StoreError> {
-    let row = sqlx::query("SELECT position, body, leaf_hash FROM events WHERE id = $1")
-        .bind(id.as_bytes().to_vec())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT position, body, leaf_hash FROM events WHERE id = $1 \
+         AND COALESCE(workspace_id, 0) = COALESCE((SELECT workspace_id FROM workspaces \
+         WHERE name = $2), 0)",
+    )
+    .bind(id.as_bytes().to_vec())
+    .bind(workspace.unwrap_or(""))
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(decode_row).transpose()
+}
+
+/// True when an event was ever appended in this workspace.
+pub(crate) async fn workspace_exists(pool: &AnyPool, workspace: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM workspaces WHERE name = $1")
+            .bind(workspace)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
 }
 
 /// Returns at most `limit` events of one workspace after log position `after`, in order.

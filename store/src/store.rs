@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chronicle_domain::{PreparedEvent, RecordedEvent};
+use chronicle_domain::{MAX_LEAF_DATA_BYTES, PreparedEvent, RecordedEvent};
 use serde::Serialize;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -180,6 +180,14 @@ impl Store {
     /// Appends one atomic batch: every event or none. Events repeated with the same id and
     /// content append nothing and answer with their first places.
     pub async fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Appended>, StoreError> {
+        if let Some((index, bytes)) = events
+            .iter()
+            .map(PreparedEvent::largest_leaf_data)
+            .enumerate()
+            .find(|(_, bytes)| *bytes > MAX_LEAF_DATA_BYTES)
+        {
+            return Err(StoreError::EventTooLarge { index, bytes });
+        }
         let (reply, answer) = oneshot::channel();
         // The appender lets go of its share before it answers, so the events are freed here,
         // on the producer's task, and not on the appender's, whose time every producer waits on.
@@ -232,16 +240,26 @@ impl Store {
         reads::read_workspace(&self.readers, workspace, after, limit).await
     }
 
-    /// Returns at most `limit` events of one stream starting at `from_version` (inclusive);
-    /// backward from the newest when `from_version` is `None`.
+    /// Returns at most `limit` events of one workspace's stream (`None`: a stream of no
+    /// workspace) starting at `from_version` (inclusive); backward from the newest when
+    /// `from_version` is `None`.
     pub async fn read_stream(
         &self,
+        workspace: Option<&str>,
         stream: &str,
         from_version: Option<u64>,
         limit: u32,
         direction: Direction,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        reads::read_stream(&self.readers, stream, from_version, limit, direction).await
+        reads::read_stream(
+            &self.readers,
+            workspace,
+            stream,
+            from_version,
+            limit,
+            direction,
+        )
+        .await
     }
 
     /// Returns the events at these log positions, in the order asked (at most a few thousand
@@ -250,9 +268,23 @@ impl Store {
         reads::events_at(&self.readers, positions).await
     }
 
-    /// Returns the event with this id, if it is recorded.
-    pub async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        reads::event_by_id(&self.readers, id).await
+    /// Returns the event with this id in this workspace (`None`: of no workspace), if it is
+    /// recorded.
+    pub async fn event_by_id(
+        &self,
+        workspace: Option<&str>,
+        id: Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        reads::event_by_id(&self.readers, workspace, id).await
+    }
+
+    /// Fails with [`StoreError::NoWorkspace`] unless an event was ever appended in `workspace`.
+    pub async fn require_workspace(&self, workspace: &str) -> Result<(), StoreError> {
+        if reads::workspace_exists(&self.readers, workspace).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NoWorkspace(workspace.to_owned()))
+        }
     }
 
     /// Returns the root of a tree at `size` (the committed size when `None`).

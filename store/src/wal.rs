@@ -110,7 +110,10 @@ mod tests {
             let batch = round
                 .iter()
                 .map(|value| {
-                    PreparedEvent::new(NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap())
+                    PreparedEvent::new(
+                        NewEvent::from_json(value, uuid::Uuid::now_v7()).unwrap(),
+                        "test",
+                    )
                 })
                 .collect();
             store.append(batch).await.unwrap();

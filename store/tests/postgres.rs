@@ -39,7 +39,7 @@ async fn a_postgres_restart_under_load_fails_appends_cleanly_and_they_resume() {
                         return;
                     };
                     let event = NewEvent::from_json(&value, uuid::Uuid::now_v7()).unwrap();
-                    let prepared = vec![PreparedEvent::new(event)];
+                    let prepared = vec![PreparedEvent::new(event, "test")];
                     // A refused event is sent again, as a producer retries, until it lands.
                     loop {
                         match store.append(prepared.clone()).await {

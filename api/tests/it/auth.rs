@@ -48,8 +48,24 @@ fn routes() -> Vec<Route> {
             Some(json!({"events": [registered("{ws}", "mch_new")]})),
         ),
         route(Method::GET, "/v1/events?after=0", Log(Admin), None),
-        route(Method::GET, "/v1/events/{event}", Log(Admin), None),
-        route(Method::GET, "/v1/streams/machine-mch_1", Log(Admin), None),
+        route(
+            Method::GET,
+            "/v1/events/{event}?workspace=ws_acme",
+            Log(Admin),
+            None,
+        ),
+        route(
+            Method::GET,
+            "/v1/streams/machine-mch_1?workspace=ws_acme",
+            Log(Admin),
+            None,
+        ),
+        route(
+            Method::GET,
+            "/v1/workspaces/{ws}/streams/machine-mch_1",
+            Workspace(Read),
+            None,
+        ),
         route(Method::GET, "/v1/head", Log(Admin), None),
         route(Method::GET, "/v1/checkpoint", Log(Admin), None),
         route(Method::GET, "/v1/public-key", AnyToken, None),
@@ -246,6 +262,7 @@ async fn prepared_app() -> (TestApp, String) {
         registered("ws_acme", "mch_1"),
         registered("ws_globex", "mch_2"),
         registered("ws_acme", "mch_3"),
+        registered("ws_globex", "mch_1"),
     ];
     let (status, answer) = app.append(events).await;
     assert_eq!(status, StatusCode::OK);
@@ -368,7 +385,7 @@ async fn a_bound_append_token_cannot_write_into_another_workspace() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert_eq!(answer["error"]["index"], 1);
-    assert_eq!(app.head().await, 3, "nothing of the batch was appended");
+    assert_eq!(app.head().await, 4, "nothing of the batch was appended");
 }
 }
 
@@ -465,15 +482,7 @@ async fn tokens_are_shown_once_and_kept_only_as_hashes() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("chronicle_http_requests_total"));
     assert!(metrics.contains("chronicle_appended_events_total"));
     assert!(!metrics.contains(&value) && !metrics.contains(TOKEN));

@@ -136,10 +136,13 @@ impl SseReader {
 
 /// Appends one event and returns it as recorded.
 async fn append_one(app: &TestApp, event: Value) -> Value {
+    let workspace = event["workspace"].as_str().unwrap().to_owned();
     let (status, answer) = app.append(vec![event]).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let id = answer["events"][0]["id"].as_str().unwrap().to_owned();
-    app.get(&format!("/v1/events/{id}")).await.1
+    app.get(&format!("/v1/workspaces/{workspace}/events/{id}"))
+        .await
+        .1
 }
 
 /// Events of the log in `workspace` after `after`, optionally of types passing `keep`.
@@ -273,6 +276,7 @@ conformance! {
 #[tokio::test]
 async fn bad_parameters_are_refused_in_the_contract_shape() {
     let app = TestApp::spawn().await;
+    append_one(&app, registered("ws_a", "mch_0")).await;
     for (query, parameter) in [
         ("after=abc", "after"),
         ("after=-1", "after"),
@@ -304,13 +308,15 @@ async fn bad_parameters_are_refused_in_the_contract_shape() {
 
 conformance! {
 #[tokio::test]
-async fn an_unknown_workspace_streams_nothing_until_its_first_event() {
+async fn an_unknown_workspace_is_404_until_its_first_event_then_streams() {
     let app =
         TestApp::spawn_with(|config| config.live.keep_alive = Duration::from_millis(20)).await;
     interleaved_history(&app, 2).await;
-    let mut reader = SseReader::open(&app, "/v1/workspaces/ws_new/live", None).await;
+    let (status, body) = app.get("/v1/workspaces/ws_new/live").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     append_one(&app, renamed("ws_a", "mch_1", "web-09")).await;
     let first = append_one(&app, registered("ws_new", "mch_1")).await;
+    let mut reader = SseReader::open(&app, "/v1/workspaces/ws_new/live", None).await;
     assert_eq!(reader.next_event().await, first);
     // While idle, keep-alive comments flow.
     assert!(matches!(reader.next_block().await, Some(Block::Comment)));
@@ -321,8 +327,8 @@ conformance! {
 #[tokio::test]
 async fn a_client_that_stops_reading_slows_neither_appends_nor_others() {
     let app = TestApp::spawn_with(|config| config.live.page_size = 50).await;
-    let mut stalled = SseReader::open(&app, "/v1/workspaces/ws_a/live", None).await;
     let first = append_one(&app, registered("ws_a", "mch_0")).await;
+    let mut stalled = SseReader::open(&app, "/v1/workspaces/ws_a/live", None).await;
     assert_eq!(stalled.next_event().await, first);
     let mut reading = SseReader::open(&app, "/v1/workspaces/ws_a/live?after=1", None).await;
 

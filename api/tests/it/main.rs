@@ -3,6 +3,7 @@
 mod append;
 mod auth;
 mod evidence;
+mod hostile;
 mod integrity;
 mod live;
 mod models;
@@ -11,4 +12,5 @@ mod overload;
 mod read;
 mod search;
 mod support;
+mod tenancy;
 mod webhooks;

@@ -353,9 +353,10 @@ async fn as_of_a_middle_position_or_time_equals_the_fold_up_to_there() {
     let (app, events, head) = served_history().await;
     let middle = head / 2;
     let before = &events[..middle as usize];
+    let first = workspaces(&events).into_iter().next().unwrap();
     let _ = list_all(
         &app,
-        &format!("/v1/workspaces/x/machines?min_position={head}"),
+        &format!("/v1/workspaces/{first}/machines?min_position={head}"),
         10,
     )
     .await;

@@ -13,6 +13,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/events/{id}"),
     ("get", "/v1/streams/{stream}"),
+    ("get", "/v1/workspaces/{workspace}/events/{id}"),
+    ("get", "/v1/workspaces/{workspace}/streams/{stream}"),
     ("get", "/v1/head"),
     ("get", "/v1/checkpoint"),
     ("get", "/v1/public-key"),
@@ -174,10 +176,21 @@ async fn real_answers_of_every_json_route_match_the_document() {
 
     let gets = [
         ("/v1/events", "/v1/events?after=0".to_owned()),
-        ("/v1/events/{id}", format!("/v1/events/{id}")),
+        (
+            "/v1/events/{id}",
+            format!("/v1/events/{id}?workspace=ws_acme"),
+        ),
         (
             "/v1/streams/{stream}",
-            "/v1/streams/machine-mch_1".to_owned(),
+            "/v1/streams/machine-mch_1?workspace=ws_acme".to_owned(),
+        ),
+        (
+            "/v1/workspaces/{workspace}/events/{id}",
+            format!("/v1/workspaces/ws_acme/events/{id}"),
+        ),
+        (
+            "/v1/workspaces/{workspace}/streams/{stream}",
+            "/v1/workspaces/ws_acme/streams/machine-mch_1".to_owned(),
         ),
         ("/v1/head", "/v1/head".to_owned()),
         (

@@ -166,6 +166,8 @@ async fn a_slow_request_is_cut_off_but_a_live_stream_outlives_the_timeout() {
         config.limits.request_timeout = Duration::from_millis(500);
     })
     .await;
+    let (status, body) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let mut live = app
         .client
         .get(app.url("/v1/workspaces/ws_acme/live"))
@@ -210,6 +212,8 @@ async fn live_streams_are_capped_and_a_closed_one_frees_its_place() {
         config.live.keep_alive = Duration::from_millis(50);
     })
     .await;
+    let (status, body) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let open = || {
         app.client
             .get(app.url("/v1/workspaces/ws_acme/live"))

@@ -61,30 +61,30 @@ async fn streams_read_forward_and_backward() {
             .map(|e| e["stream_version"].as_u64().unwrap())
             .collect()
     };
-    let (status, page) = app.get("/v1/streams/machine-mch_1?limit=4").await;
+    let (status, page) = app.get("/v1/workspaces/ws_acme/streams/machine-mch_1?limit=4").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(versions(&page), vec![1, 2, 3, 4]);
     assert_eq!(page["next_version"], 5);
-    let (_, page) = app.get("/v1/streams/machine-mch_1?from_version=5").await;
+    let (_, page) = app.get("/v1/streams/machine-mch_1?workspace=ws_acme&from_version=5").await;
     assert_eq!(versions(&page), vec![5, 6]);
     assert_eq!(page["next_version"], Value::Null);
     let (_, page) = app
-        .get("/v1/streams/machine-mch_1?direction=backward&limit=4")
+        .get("/v1/workspaces/ws_acme/streams/machine-mch_1?direction=backward&limit=4")
         .await;
     assert_eq!(versions(&page), vec![6, 5, 4, 3]);
     assert_eq!(page["next_version"], 2);
     let (_, page) = app
-        .get("/v1/streams/machine-mch_1?direction=backward&from_version=2")
+        .get("/v1/workspaces/ws_acme/streams/machine-mch_1?direction=backward&from_version=2")
         .await;
     assert_eq!(versions(&page), vec![2, 1]);
 
-    let (status, body) = app.get("/v1/streams/machine-nope").await;
+    let (status, body) = app.get("/v1/workspaces/ws_acme/streams/machine-nope").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
     let (status, _) = app
-        .get("/v1/streams/machine-mch_1?direction=sideways")
+        .get("/v1/workspaces/ws_acme/streams/machine-mch_1?direction=sideways")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -97,7 +97,10 @@ async fn one_event_by_id_and_the_head() {
     let all = app.read_all().await;
     let last = all.last().unwrap();
     let (status, event) = app
-        .get(&format!("/v1/events/{}", last["id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/workspaces/ws_acme/events/{}",
+            last["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&event, last);
@@ -108,7 +111,7 @@ async fn one_event_by_id_and_the_head() {
     assert_eq!(head["recorded_at"], last["recorded_at"]);
 
     let (status, _) = app
-        .get("/v1/events/0193a1b2-0000-7000-8000-00000000ffff")
+        .get("/v1/workspaces/ws_acme/events/0193a1b2-0000-7000-8000-00000000ffff")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = app.get("/v1/events/not-a-uuid").await;

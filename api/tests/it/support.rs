@@ -58,6 +58,7 @@ impl TestApp {
             .try_init();
         let directory = tempfile::tempdir().unwrap();
         let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
+        config.webhooks.allowed_hosts = vec!["127.0.0.1".into()]; // test receivers are on loopback
         edit(&mut config);
         let backend = BackendKind::current().fresh(directory.path()).await;
         let (address, stop, task, store, search) = start(
@@ -208,6 +209,24 @@ impl TestApp {
             after = page["next"].as_u64().unwrap();
             events.extend(batch);
         }
+    }
+
+    /// Answers `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// Sends a GET with `token`; answers the status and the body as text.
+    pub async fn get_text(&self, path: &str, token: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
     }
 
     pub async fn head(&self) -> u64 {

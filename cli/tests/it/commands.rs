@@ -412,7 +412,7 @@ fn verify_finds_a_rewritten_event_with_its_hash_and_a_trimmed_log() {
     assert!(!output.status.success());
     let report = text(&output);
     assert!(
-        report.contains("has schema version 6, this chronicle reads version 7: open it once with `chronicle serve` or `chronicle ingest`"),
+        report.contains("has schema version 7, this chronicle reads version 8: open it once with `chronicle serve` or `chronicle ingest`"),
         "{report}"
     );
 }
@@ -499,6 +499,17 @@ fn token_commands_work_on_the_data_directory_and_through_a_server() {
     };
     let admin = admin_token(&data);
     let client = reqwest::blocking::Client::new();
+    let first = json!({"stream": "workspace-ws_acme", "type": "workspace.created",
+        "workspace": "ws_acme", "occurred_at": "2026-11-24T03:50:26Z",
+        "actor": {"kind": "member", "id": "usr_1"},
+        "data": {"name": "Acme", "slug": "acme", "plan": "team_scale"}});
+    let appended = client
+        .post(format!("{url}/v1/events"))
+        .bearer_auth(&admin)
+        .json(&json!({ "events": [first] }))
+        .send()
+        .unwrap();
+    assert_eq!(appended.status(), 200, "{}", appended.text().unwrap());
     let checkpoint = |token: &str| {
         client
             .get(format!("{url}/v1/workspaces/ws_acme/checkpoint"))
@@ -616,7 +627,10 @@ fn search_prints_the_newest_hits_over_the_data_directory_and_through_a_server() 
     assert_eq!(through_server.lines().nth(1), lines.get(1).copied());
     let client = reqwest::blocking::Client::new();
     let stream: Value = client
-        .get(format!("{}/v1/streams/audit-{workspace}", server.url))
+        .get(format!(
+            "{}/v1/workspaces/{workspace}/streams/audit-{workspace}",
+            server.url
+        ))
         .bearer_auth(token.trim())
         .send()
         .unwrap()

@@ -67,11 +67,34 @@ fn two_processes_on_one_postgres_database_stay_gap_free_and_project_exactly() {
         .unwrap();
 
     let events = small_history();
+    // A move is recorded twice: in the workspace it leaves, and as its arrival where it goes.
+    let arrivals = |into: Option<&str>| {
+        events
+            .iter()
+            .filter(|event| event["type"] == "machine.moved")
+            .filter(|event| into.is_none_or(|into| event["data"]["to_workspace"] == into))
+            .count() as u64
+    };
     let followed_total = events
         .iter()
         .filter(|event| event["workspace"] == FOLLOWED)
-        .count() as u64;
+        .count() as u64
+        + arrivals(Some(FOLLOWED));
     assert!(followed_total > 100);
+
+    // The followed workspace exists once its first event is in: everything up to it goes first.
+    let first_followed = events
+        .iter()
+        .position(|event| event["workspace"] == FOLLOWED)
+        .unwrap();
+    let (prelude, events_after) = events.split_at(first_followed + 1);
+    let response = client
+        .post(format!("{}/v1/events", nodes[0].0.url))
+        .bearer_auth(&nodes[0].1)
+        .json(&json!({ "events": prelude }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
 
     // The follower: node b's live stream of one workspace, from the start.
     let (seen_sender, seen) = mpsc::channel();
@@ -106,7 +129,7 @@ fn two_processes_on_one_postgres_database_stay_gap_free_and_project_exactly() {
 
     std::thread::scope(|scope| {
         for producer in 0..PRODUCERS {
-            let mine: Vec<Value> = events
+            let mine: Vec<Value> = events_after
                 .iter()
                 .skip(producer)
                 .step_by(PRODUCERS)
@@ -130,7 +153,7 @@ fn two_processes_on_one_postgres_database_stay_gap_free_and_project_exactly() {
     assert_eq!(seen.recv().unwrap(), followed_total);
     follower.join().unwrap();
 
-    let total = events.len() as u64;
+    let total = events.len() as u64 + arrivals(None);
     let log = read_log(&client, &nodes[0].0.url, &nodes[0].1);
     let positions: Vec<u64> = log.iter().map(|event| event.position).collect();
     assert_eq!(positions, (1..=total).collect::<Vec<_>>());

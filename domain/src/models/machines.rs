@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReadModel, State, stream_id};
-use crate::catalogue::{EventData, PresenceStatus};
+use super::{ReadModel, State, stream_id, stream_row_key};
+use crate::catalogue::{EventData, MachineMoved, MachineRegistered, PresenceStatus};
 use crate::envelope::RecordedEvent;
 
 /// One machine of the inventory.
@@ -41,46 +41,24 @@ impl ReadModel for Machines {
 
     fn keys(event: &RecordedEvent, _data: &EventData) -> Vec<String> {
         if event.event_type.starts_with("machine.") {
-            vec![stream_id(event).to_owned()]
+            vec![stream_row_key(event)]
         } else {
             Vec::new()
         }
     }
 
     fn apply(rows: &mut State<Machine>, event: &RecordedEvent, data: &EventData) {
-        let id = stream_id(event);
-        if let EventData::MachineRegistered(registered) = data {
-            let mut tags: Vec<String> = registered
-                .tags
-                .iter()
-                .flatten()
-                .map(|tag| tag.as_str().to_owned())
-                .collect();
-            tags.sort();
-            tags.dedup();
-            rows.insert(
-                id.to_owned(),
-                Machine {
-                    id: id.to_owned(),
-                    workspace: event.workspace.clone().unwrap_or_default(),
-                    name: registered.name.as_str().to_owned(),
-                    hostname: registered.hostname.as_str().to_owned(),
-                    os: registered.os.as_str().to_owned(),
-                    os_version: registered.os_version.as_str().to_owned(),
-                    arch: registered.arch.as_str().to_owned(),
-                    agent_version: registered.agent_version.as_str().to_owned(),
-                    tags,
-                    status: "offline".into(),
-                    registered_at: event.occurred_at.clone(),
-                    registered_by: event.actor.id.clone(),
-                    last_seen_at: None,
-                    deregistered: false,
-                    deregistered_at: None,
-                },
-            );
+        let key = stream_row_key(event);
+        if let Some(registered) = registration(event, data) {
+            rows.insert(key, registered_row(event, registered));
             return;
         }
-        let Some(machine) = rows.get_mut(id) else {
+        if let EventData::MachineMoved(_) = data {
+            // It left: the workspace it joined records its arrival in its own history.
+            rows.remove(&key);
+            return;
+        }
+        let Some(machine) = rows.get_mut(&key) else {
             return;
         };
         match data {
@@ -94,9 +72,6 @@ impl ReadModel for Machines {
                     .extend(retagged.added.iter().map(|tag| tag.as_str().to_owned()));
                 machine.tags.sort();
                 machine.tags.dedup();
-            }
-            EventData::MachineMoved(moved) => {
-                machine.workspace = moved.to_workspace.as_str().to_owned();
             }
             EventData::MachinePresenceChanged(presence) if !machine.deregistered => {
                 machine.status = presence_name(presence.status).to_owned();
@@ -118,6 +93,60 @@ impl ReadModel for Machines {
 
     fn workspace(row: &Machine) -> &str {
         &row.workspace
+    }
+}
+
+/// The attributes a row starts from: a registration, or a move into the event's workspace.
+fn registration<'a>(event: &RecordedEvent, data: &'a EventData) -> Option<&'a MachineRegistered> {
+    match data {
+        EventData::MachineRegistered(registered) => Some(registered),
+        EventData::MachineMoved(MachineMoved {
+            to_workspace,
+            machine: Some(machine),
+            ..
+        }) if event.workspace.as_deref() == Some(to_workspace.as_str()) => Some(machine),
+        _ => None,
+    }
+}
+
+/// A machine's row as it joins the inventory, offline until its agent reports.
+fn registered_row(event: &RecordedEvent, registered: &MachineRegistered) -> Machine {
+    let mut tags: Vec<String> = registered
+        .tags
+        .iter()
+        .flatten()
+        .map(|tag| tag.as_str().to_owned())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Machine {
+        id: stream_id(event).to_owned(),
+        workspace: event.workspace.clone().unwrap_or_default(),
+        name: registered.name.as_str().to_owned(),
+        hostname: registered.hostname.as_str().to_owned(),
+        os: registered.os.as_str().to_owned(),
+        os_version: registered.os_version.as_str().to_owned(),
+        arch: registered.arch.as_str().to_owned(),
+        agent_version: registered.agent_version.as_str().to_owned(),
+        tags,
+        status: "offline".into(),
+        registered_at: event.occurred_at.clone(),
+        registered_by: event.actor.id.clone(),
+        last_seen_at: None,
+        deregistered: false,
+        deregistered_at: None,
+    }
+}
+
+impl Machine {
+    /// What a workspace the machine moves into needs to know of it: its attributes now.
+    pub fn attributes(&self) -> Option<MachineRegistered> {
+        serde_json::from_value(serde_json::json!({
+            "name": self.name, "hostname": self.hostname, "os": self.os,
+            "os_version": self.os_version, "arch": self.arch,
+            "agent_version": self.agent_version, "tags": self.tags,
+        }))
+        .ok()
     }
 }
 
@@ -190,7 +219,7 @@ mod tests {
             ),
         ];
         let state = fold::<Machines>(&events);
-        let machine = &state["mch_9"];
+        let machine = &state["ws_1/mch_9"];
         assert_eq!(machine.name, "ci-01");
         assert_eq!(machine.tags, ["ci"]);
         assert!(machine.deregistered);
@@ -202,29 +231,63 @@ mod tests {
     }
 
     #[test]
-    fn a_move_takes_the_machine_to_its_new_workspace() {
-        let events = [
-            machine_event(
-                1,
-                "machine.registered",
-                "ws_1",
-                minimal_example("machine.registered").unwrap(),
-            ),
+    fn a_move_leaves_one_inventory_and_joins_the_other_with_the_machines_attributes() {
+        let registered = minimal_example("machine.registered").unwrap();
+        let leaves = json!({"from_workspace": "ws_1", "to_workspace": "ws_2"});
+        let mut state = fold::<Machines>(&[
+            machine_event(1, "machine.registered", "ws_1", registered),
             machine_event(
                 2,
-                "machine.moved",
+                "machine.renamed",
                 "ws_1",
-                json!({"from_workspace": "ws_1", "to_workspace": "ws_2"}),
+                json!({"from": "a", "to": "ci-01"}),
             ),
+        ]);
+        let left = state["ws_1/mch_9"].clone();
+        crate::models::apply::<Machines>(
+            &mut state,
+            &machine_event(3, "machine.moved", "ws_1", leaves.clone()),
+        );
+        assert!(
+            !state.contains_key("ws_1/mch_9"),
+            "it left ws_1's inventory"
+        );
+
+        let mut arrives = leaves;
+        arrives["machine"] = serde_json::to_value(left.attributes().unwrap()).unwrap();
+        for later in [
+            machine_event(4, "machine.moved", "ws_2", arrives),
             machine_event(
-                3,
+                5,
                 "machine.agent_updated",
                 "ws_2",
                 json!({"from": "2.4.1", "to": "2.5.0"}),
             ),
-        ];
-        let state = fold::<Machines>(&events);
-        assert_eq!(state["mch_9"].workspace, "ws_2");
-        assert_eq!(state["mch_9"].agent_version, "2.5.0");
+        ] {
+            crate::models::apply::<Machines>(&mut state, &later);
+        }
+        let joined = &state["ws_2/mch_9"];
+        assert_eq!(joined.workspace, "ws_2");
+        assert_eq!(
+            joined.name, "ci-01",
+            "the destination knows the machine as it left"
+        );
+        assert_eq!(joined.hostname, left.hostname);
+        assert_eq!(joined.agent_version, "2.5.0");
+        assert_eq!(
+            joined.registered_at, "2026-09-01T00:04:00.000Z",
+            "it joined when it moved"
+        );
+    }
+
+    #[test]
+    fn a_move_into_the_events_own_workspace_without_attributes_creates_nothing() {
+        let state = fold::<Machines>(&[machine_event(
+            1,
+            "machine.moved",
+            "ws_2",
+            json!({"from_workspace": "ws_1", "to_workspace": "ws_2"}),
+        )]);
+        assert!(state.is_empty());
     }
 }

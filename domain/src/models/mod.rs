@@ -1,7 +1,7 @@
 //! The read models the cabinet queries, each a pure fold over recorded events.
 //!
-//! Every model keeps its rows in a [`State`]: a map from a row key (a machine id, a session id,
-//! `workspace:user` for a member …) to the row, and every row names its workspace. A model says
+//! Every model keeps its rows in a [`State`]: a map from a row key (`WORKSPACE/ID` for a machine,
+//! session or schedule, `workspace:user` for a member …) to the row, and every row names its workspace. A model says
 //! which rows an event may change ([`ReadModel::keys`]) before it changes them
 //! ([`ReadModel::apply`]): the SQL writer of `chronicle-projections` loads just those rows,
 //! applies the same rules and writes them back, so incremental updates, full rebuilds and
@@ -76,6 +76,17 @@ pub(crate) fn stream_id(event: &RecordedEvent) -> &str {
         .map_or(event.stream.as_str(), |(_, id)| id)
 }
 
+/// Returns the key of a row about one thing of a workspace: `WORKSPACE/ID`. Keys start with the
+/// workspace, so one workspace's events never fold into another's rows.
+pub fn row_key(workspace: &str, id: &str) -> String {
+    format!("{workspace}/{id}")
+}
+
+/// Returns the key of the row the event's stream is about (`ws_acme/mch_9` of `machine-mch_9`).
+pub(crate) fn stream_row_key(event: &RecordedEvent) -> String {
+    row_key(event.workspace.as_deref().unwrap_or(""), stream_id(event))
+}
+
 /// Returns the time as nanoseconds since the Unix epoch, for ordering and time-range filters;
 /// 0 for a time that does not parse (never the case for recorded times).
 pub fn unix_nanos(time: &str) -> i64 {
@@ -121,6 +132,7 @@ pub(crate) mod test_support {
             },
             context: Context::default(),
             data,
+            submitted_by: Some("tok_1".into()),
             leaf_hash: String::new(),
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReadModel, State, stream_id};
+use super::{ReadModel, State, stream_id, stream_row_key};
 use crate::catalogue::{EventData, RunStatus, RunTrigger};
 use crate::envelope::RecordedEvent;
 
@@ -186,7 +186,7 @@ impl ReadModel for Runs {
 
     fn keys(event: &RecordedEvent, data: &EventData) -> Vec<String> {
         run_id(data)
-            .map(|run| vec![format!("{}/{run}", stream_id(event))])
+            .map(|run| vec![format!("{}/{run}", stream_row_key(event))])
             .unwrap_or_default()
     }
 
@@ -194,7 +194,7 @@ impl ReadModel for Runs {
         let Some(run) = run_id(data) else {
             return;
         };
-        let key = format!("{}/{run}", stream_id(event));
+        let key = format!("{}/{run}", stream_row_key(event));
         if let Some(queued) = Run::queued(event, data) {
             rows.insert(key, queued);
         } else if let Some(existing) = rows.get_mut(&key) {
@@ -225,7 +225,8 @@ mod tests {
             "schedule.run_triggered",
             json!({"run_id": "r1", "trigger": "manual", "machines": ["m1", "m2"]}),
         )];
-        let status = |events: &[RecordedEvent]| fold::<Runs>(events)["sch_1/r1"].status.clone();
+        let status =
+            |events: &[RecordedEvent]| fold::<Runs>(events)["ws_1/sch_1/r1"].status.clone();
         assert_eq!(status(&events), "queued");
         events.push(e(
             2,
@@ -250,13 +251,13 @@ mod tests {
             "schedule.run_degraded",
             json!({"run_id": "r1", "machine": "m2"}),
         ));
-        assert!(fold::<Runs>(&events)["sch_1/r1"].degraded);
+        assert!(fold::<Runs>(&events)["ws_1/sch_1/r1"].degraded);
         events.push(e(
             6,
             "schedule.run_finished",
             json!({"run_id": "r1", "machine": "m2", "status": "timed_out", "duration_ms": 9}),
         ));
-        let run = &fold::<Runs>(&events)["sch_1/r1"];
+        let run = &fold::<Runs>(&events)["ws_1/sch_1/r1"];
         assert_eq!(run.status, "timed_out");
         assert!(!run.degraded);
         assert_eq!(

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::runs::{Run, run_id};
-use super::{ReadModel, State, stream_id};
+use super::{ReadModel, State, stream_id, stream_row_key};
 use crate::catalogue::{EventData, ScheduleTarget};
 use crate::envelope::RecordedEvent;
 
@@ -41,7 +41,7 @@ impl ReadModel for Schedules {
 
     fn keys(event: &RecordedEvent, _data: &EventData) -> Vec<String> {
         if event.event_type.starts_with("schedule.") {
-            vec![stream_id(event).to_owned()]
+            vec![stream_row_key(event)]
         } else {
             Vec::new()
         }
@@ -49,9 +49,10 @@ impl ReadModel for Schedules {
 
     fn apply(rows: &mut State<Schedule>, event: &RecordedEvent, data: &EventData) {
         let id = stream_id(event);
+        let key = stream_row_key(event);
         if let EventData::ScheduleCreated(created) = data {
             rows.insert(
-                id.to_owned(),
+                key,
                 Schedule {
                     id: id.to_owned(),
                     workspace: event.workspace.clone().unwrap_or_default(),
@@ -75,7 +76,7 @@ impl ReadModel for Schedules {
             );
             return;
         }
-        let Some(schedule) = rows.get_mut(id) else {
+        let Some(schedule) = rows.get_mut(&key) else {
             return;
         };
         match data {
@@ -178,7 +179,7 @@ mod tests {
             ),
             e(7, "schedule.deleted", json!({})),
         ];
-        let schedule = &fold::<Schedules>(&events)["sch_1"];
+        let schedule = &fold::<Schedules>(&events)["ws_1/sch_1"];
         assert_eq!(schedule.cron, "30 2 * * *");
         assert!(!schedule.enabled);
         assert!(schedule.deleted);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReadModel, State, stream_id};
+use super::{ReadModel, State, stream_id, stream_row_key};
 use crate::catalogue::{ClientKind, EventData, SessionMode};
 use crate::envelope::RecordedEvent;
 
@@ -47,7 +47,7 @@ impl ReadModel for Sessions {
 
     fn keys(event: &RecordedEvent, _data: &EventData) -> Vec<String> {
         if event.event_type.starts_with("session.") {
-            vec![stream_id(event).to_owned()]
+            vec![stream_row_key(event)]
         } else {
             Vec::new()
         }
@@ -55,9 +55,10 @@ impl ReadModel for Sessions {
 
     fn apply(rows: &mut State<Session>, event: &RecordedEvent, data: &EventData) {
         let id = stream_id(event);
+        let key = stream_row_key(event);
         if let EventData::SessionOpened(opened) = data {
             rows.insert(
-                id.to_owned(),
+                key,
                 Session {
                     id: id.to_owned(),
                     workspace: event.workspace.clone().unwrap_or_default(),
@@ -78,7 +79,7 @@ impl ReadModel for Sessions {
             );
             return;
         }
-        let Some(session) = rows.get_mut(id) else {
+        let Some(session) = rows.get_mut(&key) else {
             return;
         };
         match data {
@@ -157,10 +158,10 @@ mod tests {
             e(5, "session.flagged", json!({"reason": "web terminal"})),
         ];
         let open = fold::<Sessions>(&events);
-        assert_eq!(open["ses_1"].state, "active");
-        assert_eq!(open["ses_1"].clients.len(), 1);
-        assert_eq!(open["ses_1"].input_count, 2);
-        assert!(open["ses_1"].flagged);
+        assert_eq!(open["ws_1/ses_1"].state, "active");
+        assert_eq!(open["ws_1/ses_1"].clients.len(), 1);
+        assert_eq!(open["ws_1/ses_1"].input_count, 2);
+        assert!(open["ws_1/ses_1"].flagged);
         events.push(e(6, "session.detached", json!({"client_id": "c1"})));
         events.push(e(
             7,
@@ -168,9 +169,9 @@ mod tests {
             json!({"reason": "exit", "exit_code": 0, "duration_ms": 360000}),
         ));
         let ended = fold::<Sessions>(&events);
-        assert_eq!(ended["ses_1"].state, "ended");
-        assert!(ended["ses_1"].clients.is_empty());
-        assert_eq!(ended["ses_1"].exit_code, Some(0));
-        assert_eq!(ended["ses_1"].duration_ms, Some(360000));
+        assert_eq!(ended["ws_1/ses_1"].state, "ended");
+        assert!(ended["ws_1/ses_1"].clients.is_empty());
+        assert_eq!(ended["ws_1/ses_1"].exit_code, Some(0));
+        assert_eq!(ended["ws_1/ses_1"].duration_ms, Some(360000));
     }
 }

@@ -1,0 +1,99 @@
+//! Hostile input: every bound explicit, every refusal clear, nothing recorded lost.
+
+use chronicle_store::conformance;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TOKEN, TestApp, registered};
+
+conformance! {
+#[tokio::test]
+async fn an_event_past_65535_bytes_of_leaf_data_is_413_and_nothing_of_its_batch_lands() {
+    let app = TestApp::spawn().await;
+    let mut large = registered("ws_acme", "mch_2");
+    let fits = registered("ws_acme", "mch_1");
+    large["data"]["hostname"] = json!("h".repeat(65_535));
+    let (status, answer) = app.append(vec![fits.clone(), large]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "event_too_large");
+    assert_eq!(answer["error"]["index"], 1);
+    assert_eq!(answer["error"]["max_bytes"], 65_535);
+
+    // Just under the bound lands, and its recorded form is within it.
+    let mut near = registered("ws_acme", "mch_3");
+    near["data"]["hostname"] = json!("h".repeat(64_000));
+    let (status, answer) = app.append(vec![fits, near]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let events = app.read_all().await;
+    assert_eq!(events.len(), 2, "the refused batch left nothing");
+    let mut recorded = events[1].clone();
+    recorded.as_object_mut().unwrap().remove("leaf_hash");
+    assert!(serde_json::to_vec(&recorded).unwrap().len() <= 65_535);
+}
+}
+
+conformance! {
+#[tokio::test]
+async fn every_recorded_event_names_the_token_that_submitted_it() {
+    let app = TestApp::spawn().await;
+    let (appender, token_id) = app.token(Some("ws_acme"), &["append", "read"]).await;
+    let (status, answer) = app
+        .send(
+            Method::POST,
+            "/v1/events",
+            Some(&appender),
+            Some(&json!({"events": [registered("ws_acme", "mch_1")]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_2")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .send(Method::GET, "/v1/workspaces/ws_acme/audit?q=mch_1", Some(&appender), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let events = app.read_all().await;
+    let submitters: Vec<&str> = events
+        .iter()
+        .map(|event| event["submitted_by"].as_str().unwrap())
+        .collect();
+    // The search's own `audit.searched` may still be on its way; the first two are fixed.
+    assert_eq!(submitters[..2], [token_id.as_str(), "admin"]);
+    let (status, page) = app
+        .get("/v1/workspaces/ws_acme/audit?q=type:audit.searched&min_position=3")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["hits"][0]["submitted_by"], "chronicle");
+}
+}
+
+#[tokio::test]
+async fn a_caller_cannot_choose_a_long_request_id_or_a_new_metrics_label() {
+    let app = TestApp::spawn().await;
+    let long = "r".repeat(129);
+    let response = app
+        .client
+        .get(app.url("/v1/head"))
+        .bearer_auth(TOKEN)
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
+    let echoed = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(echoed, long);
+    assert_eq!(echoed.len(), 36, "a fresh UUID stands in: {echoed}");
+
+    let invented = Method::from_bytes(b"BREWCOFFEE").unwrap();
+    let response = app
+        .client
+        .request(invented, app.url("/v1/head"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error());
+    let metrics = app.metrics().await;
+    assert!(!metrics.contains("BREWCOFFEE"), "{metrics}");
+    assert!(metrics.contains("method=\"other\""));
+}

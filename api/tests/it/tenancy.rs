@@ -1,0 +1,226 @@
+//! A hostile tenant: a token of one workspace tries to read, change or probe another's data,
+//! and a hostile reader tries to make Chronicle sign what it never recorded.
+
+use chronicle_store::conformance;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, registered, renamed};
+
+/// A workspace segment that smuggles a tree size and a root into the signed note's body.
+const FORGED_ORIGIN: &str = "ws_acme%0A3%0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D";
+
+conformance! {
+#[tokio::test]
+async fn a_checkpoint_is_signed_only_for_a_real_workspace_under_a_one_line_origin() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (reader, _) = app.token(None, &["read"]).await;
+
+    let (status, body) =
+        app.get_text(&format!("/v1/workspaces/{FORGED_ORIGIN}/checkpoint"), &reader).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "invalid_parameter");
+    assert_eq!(error["error"]["parameter"], "workspace");
+    assert!(!body.contains("AAAA"), "the bad segment is never echoed: {body}");
+
+    let head = app.head().await;
+    let (status, body) = app.get_text("/v1/workspaces/ws_nobody/checkpoint", &reader).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(app.head().await, head, "asking for it recorded nothing");
+
+    let (status, note) = app.get_text("/v1/workspaces/ws_acme/checkpoint", &reader).await;
+    assert_eq!(status, StatusCode::OK);
+    let (checkpoint, _signatures) = note.split_once("\n\n").unwrap();
+    let lines: Vec<&str> = checkpoint.lines().collect();
+    assert_eq!(lines.len(), 3, "origin, size, root and nothing else: {note}");
+    assert_eq!(lines[0], "chronicle.test/workspaces/ws_acme");
+    assert_eq!(lines[1], "1");
+}
+}
+
+conformance! {
+#[tokio::test]
+async fn a_stream_of_another_workspace_cannot_be_reached_by_its_name() {
+    let app = TestApp::spawn().await;
+    let (status, acme) = app.append(vec![registered("ws_acme", "mch_13")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let acme_id = acme["events"][0]["id"].as_str().unwrap().to_owned();
+    let (evil, _) = app.token(Some("ws_evil"), &["append", "read"]).await;
+
+    // The same stream name in ws_evil is ws_evil's own stream, starting at version 1.
+    let mut rename = renamed("ws_evil", "mch_13", "pwned");
+    rename["expected_version"] = json!(1);
+    let (status, answer) = app
+        .send(Method::POST, "/v1/events", Some(&evil), Some(&json!({"events": [rename]})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "wrong_expected_version");
+    assert_eq!(answer["error"]["actual"], 0, "ws_acme's stream length is not told");
+
+    // Reusing ws_acme's event id in ws_evil is a new event of ws_evil, not a duplicate.
+    let mut reused = registered("ws_evil", "mch_13");
+    reused["id"] = json!(acme_id);
+    let (status, answer) = app
+        .send(Method::POST, "/v1/events", Some(&evil), Some(&json!({"events": [reused]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["events"][0]["stream_version"], 1);
+    let (status, answer) = app
+        .send(
+            Method::POST,
+            "/v1/events",
+            Some(&evil),
+            Some(&json!({"events": [renamed("ws_evil", "mch_13", "pwned")]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // ws_acme's machine, stream and event are untouched.
+    let (status, machine) = app.get("/v1/workspaces/ws_acme/machines/mch_13?min_position=3").await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    assert_eq!(machine["name"], "mch_13");
+    assert_eq!(machine["workspace"], "ws_acme");
+    let (status, stream) = app.get("/v1/workspaces/ws_acme/streams/machine-mch_13").await;
+    assert_eq!(status, StatusCode::OK, "{stream}");
+    assert_eq!(stream["events"].as_array().unwrap().len(), 1);
+    let (status, event) = app.get(&format!("/v1/workspaces/ws_acme/events/{acme_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["workspace"], "ws_acme");
+    let (status, event) = app.get(&format!("/v1/workspaces/ws_evil/events/{acme_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["workspace"], "ws_evil");
+    let (status, evil_machine) = app.get("/v1/workspaces/ws_evil/machines/mch_13").await;
+    assert_eq!(status, StatusCode::OK, "{evil_machine}");
+    assert_eq!(evil_machine["name"], "pwned");
+
+    // ws_evil's token reaches none of it.
+    for path in [
+        "/v1/workspaces/ws_acme/machines/mch_13".to_owned(),
+        "/v1/workspaces/ws_acme/streams/machine-mch_13".to_owned(),
+        format!("/v1/workspaces/ws_acme/events/{acme_id}"),
+        "/v1/workspaces/ws_acme/audit?q=mch_13".to_owned(),
+    ] {
+        let (status, answer) = app.send(Method::GET, &path, Some(&evil), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+    }
+}
+}
+
+conformance! {
+#[tokio::test]
+async fn reading_a_workspace_that_does_not_exist_is_404_and_records_nothing() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (reader, _) = app.token(None, &["read", "export"]).await;
+    let head = app.head().await;
+    for path in [
+        "/v1/workspaces/ws_ghost/machines",
+        "/v1/workspaces/ws_ghost/audit?q=x",
+        "/v1/workspaces/ws_ghost/audit/export?q=x",
+        "/v1/workspaces/ws_ghost/checkpoint",
+        "/v1/workspaces/ws_ghost/streams/machine-mch_1",
+    ] {
+        let (status, answer) = app.send(Method::GET, path, Some(&reader), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "not_found");
+    }
+    assert_eq!(app.head().await, head, "nothing was recorded");
+}
+}
+
+conformance! {
+#[tokio::test]
+async fn a_bad_path_segment_is_refused_by_name_before_any_handler_runs() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let long_id = "m".repeat(129);
+    for (path, parameter) in [
+        ("/v1/workspaces/ws%20acme/machines".to_owned(), "workspace"),
+        (format!("/v1/workspaces/{}/machines", "w".repeat(65)), "workspace"),
+        ("/v1/workspaces/ws_acme/streams/machine%0Amch_1".to_owned(), "stream"),
+        (format!("/v1/workspaces/ws_acme/machines/{long_id}"), "id"),
+        ("/v1/workspaces/ws_acme/events/%00".to_owned(), "id"),
+    ] {
+        let (status, answer) = app.get(&path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(answer["error"]["parameter"], parameter, "{path}: {answer}");
+    }
+}
+}
+
+/// A `machine.moved` as its producer sends it, from the workspace the machine leaves.
+fn moved(from: &str, to: &str, machine: &str) -> Value {
+    json!({
+        "id": "0193a1b2-0000-7000-8000-00000000aa01",
+        "stream": format!("machine-{machine}"),
+        "type": "machine.moved",
+        "workspace": from,
+        "occurred_at": "2026-11-25T08:00:00Z",
+        "actor": {"kind": "member", "id": "usr_4"},
+        "data": {"from_workspace": from, "to_workspace": to}
+    })
+}
+
+conformance! {
+#[tokio::test]
+async fn a_machine_moves_only_with_a_token_of_both_workspaces_and_is_recorded_in_both() {
+    let app = TestApp::spawn().await;
+    let events = vec![registered("ws_acme", "mch_13"), renamed("ws_acme", "mch_13", "ci-01"),
+                      registered("ws_globex", "mch_1")];
+    let (status, _) = app.append(events).await;
+    assert_eq!(status, StatusCode::OK);
+    let batch = json!({"events": [moved("ws_acme", "ws_globex", "mch_13")]});
+
+    for (workspace, want) in [(Some("ws_acme"), StatusCode::NOT_FOUND), (Some("ws_globex"), StatusCode::NOT_FOUND)] {
+        let (bound, _) = app.token(workspace, &["append"]).await;
+        let (status, answer) = app.send(Method::POST, "/v1/events", Some(&bound), Some(&batch)).await;
+        assert_eq!(status, want, "a token bound to {workspace:?}: {answer}");
+    }
+    let mut sideways = moved("ws_acme", "ws_globex", "mch_13");
+    sideways["data"]["from_workspace"] = json!("ws_globex");
+    let (status, answer) = app.append(vec![sideways]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "data.from_workspace");
+    let mut forged = moved("ws_acme", "ws_globex", "mch_13");
+    forged["data"]["machine"] = json!({"name": "x"});
+    let (status, answer) = app.append(vec![forged]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "data.machine");
+    assert_eq!(app.head().await, 3, "no refused move left anything");
+
+    let (mover, mover_id) = app.token(None, &["append"]).await;
+    let (status, answer) = app.send(Method::POST, "/v1/events", Some(&mover), Some(&batch)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["events"].as_array().unwrap().len(), 1, "the answer is about the event sent");
+    assert_eq!(answer["events"][0]["position"], 4);
+    let log = app.read_all().await;
+    assert_eq!(log.len(), 5);
+    let (left, arrived) = (&log[3], &log[4]);
+    assert_eq!(left["workspace"], "ws_acme");
+    assert_eq!(arrived["workspace"], "ws_globex");
+    assert_eq!(arrived["stream"], "machine-mch_13");
+    assert_eq!(arrived["stream_version"], 1);
+    assert_eq!(arrived["data"]["machine"]["name"], "ci-01");
+    assert_eq!(arrived["data"]["machine"]["hostname"], "mch_13.acme.test");
+    assert_eq!(arrived["submitted_by"], mover_id.as_str());
+
+    let (status, machine) = app.get("/v1/workspaces/ws_globex/machines/mch_13?min_position=5").await;
+    assert_eq!(status, StatusCode::OK, "{machine}");
+    assert_eq!(machine["name"], "ci-01");
+    let (_, acme) = app.get("/v1/workspaces/ws_acme/machines?min_position=5").await;
+    assert!(acme["items"].as_array().unwrap().iter().all(|m| m["id"] != "mch_13"), "{acme}");
+    let (_, globex) = app.get("/v1/workspaces/ws_globex/machines").await;
+    assert_eq!(globex["items"].as_array().unwrap().len(), 2, "{globex}");
+
+    // Sent again, the move is the same move: nothing new, the first place answered.
+    let (status, again) = app.send(Method::POST, "/v1/events", Some(&mover), Some(&batch)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["events"][0]["position"], 4);
+    assert_eq!(app.head().await, 5);
+}
+}
