@@ -795,3 +795,27 @@ fn export_writes_bundles_that_verify_and_verify_names_what_was_tampered_with() {
     assert!(written.contains(",machine."), "{written}");
     server.stop();
 }
+
+#[test]
+fn a_data_directory_open_to_other_users_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let output = run(&["token", "list", "--data", data.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "made private");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = run(&["token", "list", "--data", data.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("is open to other users (mode 755)"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("chmod 700 {}", data.display())),
+        "{message}"
+    );
+}
