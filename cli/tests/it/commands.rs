@@ -736,6 +736,15 @@ fn export_writes_bundles_that_verify_and_verify_names_what_was_tampered_with() {
         text(&output)
     );
 
+    // Without a trusted key the bundle proves only that someone signed it: exit 3, said so.
+    let output = run(&["verify", bundle.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    assert!(
+        text(&output).contains("the checkpoint's signer is not trusted"),
+        "{}",
+        text(&output)
+    );
+
     // The same bundle with one event's data changed.
     let bytes = std::fs::read(&bundle).unwrap();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
