@@ -103,6 +103,7 @@ impl DataDir {
         let place = backend.describe();
         let mut config = StoreConfig::with_backend(backend, self.signer(storage)?);
         config.origin = storage.origin.clone();
+        config.rotate_signing_key = storage.rotate_signing_key;
         Store::open(config)
             .await
             .with_context(|| format!("cannot open the event log at {place}"))

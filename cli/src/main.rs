@@ -270,6 +270,10 @@ struct StorageArgs {
     /// The Ed25519 key that signs checkpoints (default DATA/signing-key, made on first start).
     #[arg(long, env = "CHRONICLE_SIGNING_KEY", global = true)]
     signing_key: Option<PathBuf>,
+    /// Accept a signing key other than the one that signed the stored checkpoints (a key
+    /// replaced on purpose); without it such a start is refused.
+    #[arg(long, global = true)]
+    rotate_signing_key: bool,
     /// The origin line of the log's checkpoints; workspace trees use ORIGIN/workspaces/WS.
     #[arg(
         long,

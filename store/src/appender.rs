@@ -718,15 +718,23 @@ impl Appender {
             size: checkpoint.size,
             root: checkpoint.root,
         };
+        // A tree size signed before keeps its note; a signature by another key (after a key
+        // rotation) is added to it, so the stored note verifies under the old key and the new.
+        let signature_line = signed
+            .note
+            .rsplit_once("\n\n")
+            .map_or("", |(_, signatures)| signatures);
         sqlx::query(
             "INSERT INTO checkpoints (tree, size, root, note, signed_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (tree, size) DO UPDATE SET note = checkpoints.note || $6, signed_at = $5 \
+             WHERE checkpoints.note NOT LIKE '%' || $6 || '%'",
         )
             .bind(tree)
             .bind(signed.size as i64)
             .bind(signed.root.as_slice())
             .bind(&signed.note)
             .bind(format_timestamp(OffsetDateTime::now_utc()))
+            .bind(signature_line)
             .execute(&mut self.connection)
             .await?;
         self.notes.insert(tree.to_owned(), signed.clone());

@@ -54,6 +54,11 @@ pub enum StoreError {
     /// A row beside the log could not be read back.
     #[error("unreadable row: {0}")]
     Unreadable(String),
+    /// The newest stored checkpoint was signed by another key than the one given.
+    #[error(
+        "the stored checkpoints were signed by another key than {0}: restore the signing key they were signed with, or start with --rotate-signing-key to sign with this one from now on"
+    )]
+    SigningKeyChanged(String),
     /// Signing a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
@@ -77,6 +82,7 @@ impl StoreError {
             StoreError::Corrupt { .. }
             | StoreError::MissingNode { .. }
             | StoreError::Checkpoint(_)
+            | StoreError::SigningKeyChanged(_)
             | StoreError::Unreadable(_)
             | StoreError::Database(_)
             | StoreError::Migration(_) => ErrorKind::Internal,

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::appender::{Appender, Command, Request, Signing};
-use crate::checkpoint::NoteSigner;
+use crate::checkpoint::{NoteSigner, NoteVerifier, open_signed_checkpoint};
 use crate::db::{Access, Backend, Durability};
 use crate::error::StoreError;
 use crate::reads;
@@ -35,6 +35,9 @@ pub struct StoreConfig {
     pub signer: NoteSigner,
     /// The origin line of the log's checkpoints (workspace trees add `/workspaces/WS`).
     pub origin: String,
+    /// Sign with `signer` even though the newest stored checkpoint was signed by another key
+    /// (a key replaced on purpose). Without it such a store is refused at open.
+    pub rotate_signing_key: bool,
 }
 
 impl StoreConfig {
@@ -54,6 +57,7 @@ impl StoreConfig {
             reader_connections: 4,
             origin: signer.name().to_owned(),
             signer,
+            rotate_signing_key: false,
         }
     }
 }
@@ -142,6 +146,7 @@ impl Store {
             )
             .await?;
 
+        check_signing_key(&readers, &config.signer, config.rotate_signing_key).await?;
         let verifier_key = Arc::from(config.signer.verifier_key());
         let signing = Signing {
             signer: config.signer,
@@ -387,4 +392,34 @@ impl Store {
         self.readers.close().await;
         self.side_writer.close().await;
     }
+}
+
+/// Refuses a signer that did not sign the newest stored checkpoint: a signing key lost or
+/// replaced by mistake would otherwise sign on unnoticed, and every checkpoint an auditor kept
+/// would stop verifying against the key served. `rotate` accepts the change, logged as a warning.
+async fn check_signing_key(
+    readers: &AnyPool,
+    signer: &NoteSigner,
+    rotate: bool,
+) -> Result<(), StoreError> {
+    let newest: Option<String> =
+        sqlx::query_scalar("SELECT note FROM checkpoints ORDER BY signed_at DESC LIMIT 1")
+            .fetch_optional(readers)
+            .await?;
+    let Some(note) = newest else {
+        return Ok(());
+    };
+    let verifier = NoteVerifier::parse(&signer.verifier_key())
+        .map_err(|error| StoreError::Checkpoint(error.to_string()))?;
+    if open_signed_checkpoint(&note, &verifier).is_ok() {
+        return Ok(());
+    }
+    if rotate {
+        tracing::warn!(
+            key = %signer.verifier_key(),
+            "the signing key changed: checkpoints are signed with the new key from now on"
+        );
+        return Ok(());
+    }
+    Err(StoreError::SigningKeyChanged(signer.verifier_key()))
 }

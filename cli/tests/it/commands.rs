@@ -828,3 +828,44 @@ fn a_data_directory_open_to_other_users_is_refused_with_the_fix() {
         "{message}"
     );
 }
+
+#[test]
+fn a_missing_signing_key_next_to_signed_checkpoints_is_refused_unless_rotated() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let file = history_file(directory.path(), &small_history()[..20]);
+    assert!(
+        run(&["ingest", file.to_str().unwrap(), "--data", data_arg])
+            .status
+            .success()
+    );
+    let output = run(&["checkpoint", "--data", data_arg]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        run(&["checkpoint", "--data", data_arg]).status.success(),
+        "the same key opens it"
+    );
+
+    std::fs::remove_file(data.join("signing-key")).unwrap();
+    let output = run(&["checkpoint", "--data", data_arg]);
+    assert!(
+        !output.status.success(),
+        "a new key would sign on unnoticed"
+    );
+    let said = text(&output);
+    assert!(
+        said.contains("the stored checkpoints were signed by another key"),
+        "{said}"
+    );
+    assert!(said.contains("--rotate-signing-key"), "{said}");
+
+    let output = run(&["checkpoint", "--data", data_arg, "--rotate-signing-key"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = run(&["checkpoint", "--data", data_arg]);
+    assert!(
+        output.status.success(),
+        "after the rotation the new key signs: {}",
+        text(&output)
+    );
+}
