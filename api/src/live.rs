@@ -372,9 +372,15 @@ pub(crate) async fn websocket(
     })?;
     let follower = follower(&state, workspace, &headers, live)?;
     Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(|socket| follow_over_websocket(socket, follower))
         .into_response())
 }
+
+/// The largest message a live WebSocket client may send: it only closes and pings, so a larger
+/// one ends the socket before it is buffered.
+const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024;
 
 async fn follow_over_websocket(mut socket: WebSocket, mut follower: Follower) {
     loop {

@@ -425,3 +425,35 @@ async fn websocket_sends_the_same_catch_up_and_live_events() {
     socket.close(None).await.unwrap();
 }
 }
+
+#[tokio::test]
+async fn a_websocket_client_sending_a_large_message_is_cut_off() {
+    use futures::SinkExt;
+    let app = TestApp::spawn().await;
+    append_one(&app, registered("ws_a", "mch_0")).await;
+    let url = format!("ws://{}/v1/workspaces/ws_a/live/ws", app.address);
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let first = timeout(GUARD, socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Message::Text(_)), "{first:?}");
+    socket
+        .send(Message::Text("x".repeat(64 * 1024).into()))
+        .await
+        .unwrap();
+    // The server ends the socket: a close or an error, and nothing more after it.
+    loop {
+        match timeout(GUARD, socket.next()).await.unwrap() {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("the socket went on: {other:?}"),
+        }
+    }
+}
