@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chronicle_domain::MAX_LEAF_DATA_BYTES;
+use chronicle_evidence::EvidenceError;
 use chronicle_store::{ErrorKind, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -133,6 +134,23 @@ impl From<StoreError> for ApiError {
                     )
                 }
             },
+        }
+    }
+}
+
+impl From<EvidenceError> for ApiError {
+    fn from(error: EvidenceError) -> ApiError {
+        match error {
+            EvidenceError::Store(error) => ApiError::from(error),
+            EvidenceError::InvalidInput(message) => ApiError::bad_request("invalid_body", message),
+            error => {
+                tracing::error!(error = ?error, "evidence failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
         }
     }
 }

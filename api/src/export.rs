@@ -2,10 +2,12 @@
 //! query as NDJSON, CSV or Parquet; `POST /v1/workspaces/WS/evidence` answers a verifiable
 //! evidence bundle (zip).
 //!
-//! Both stream their body: a writer thread of `chronicle-evidence` encodes pages as they are
-//! read and hands the bytes to the response in chunks, so memory stays flat however large the
-//! answer. The last chunk is held back until the read has been recorded (`audit.exported`,
-//! `evidence.exported`): an answer whose record cannot be written is cut short, never complete.
+//! Both are recorded before their first byte leaves (`audit.exported` with the count of hits
+//! about to be sent, `evidence.exported` with the bundle's count and tree size): a read whose
+//! record cannot be written is refused, and a client that hangs up halfway has been recorded.
+//! Both then stream their body: a writer thread of `chronicle-evidence` encodes pages as they
+//! are read and hands the bytes to the response in chunks, so memory stays flat however large
+//! the answer. A writing that fails ends the body in an error, never complete-looking.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,9 +18,11 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use chronicle_domain::catalogue::ReplayTransport;
 use chronicle_domain::{Actor, Context, parse_timestamp};
 use chronicle_evidence::{
-    BundleRequest, EvidenceError, ExportTask, content_type, format_name, parse_format, write_bundle,
+    BundleRequest, EvidenceError, ExportTask, content_type, format_name, parse_format, plan_bundle,
+    write_bundle,
 };
 use chronicle_search::{
     AuditQuery, AuditRecord, FacetRequest, SearchError, SearchRequest, SearchResults, insert_range,
@@ -96,28 +100,67 @@ fn streamed(chunks: mpsc::Receiver<Chunk>, media_type: &'static str, file_name: 
     response
 }
 
-/// Ends a streamed answer: records the read, then sends the held-back tail; when either the
-/// writing or the record failed, the body ends in an error instead, so the client sees a
-/// broken transfer rather than a complete-looking one.
-async fn conclude(
-    chunks: mpsc::Sender<Chunk>,
-    written: Result<ResponseSink, EvidenceError>,
-    record: impl AsyncFnOnce() -> Result<(), SearchError>,
-) {
-    let outcome = match written {
-        Ok(sink) => match record().await {
-            Ok(()) => Ok(sink.into_tail()),
-            Err(error) => {
-                tracing::error!(error = %error, "cannot record an export; the answer is cut short");
-                Err(std::io::Error::other("the export could not be recorded"))
-            }
-        },
-        Err(error) => {
-            tracing::warn!(error = %error, "export failed; the answer is cut short");
-            Err(std::io::Error::other(error.to_string()))
-        }
-    };
+/// Ends a streamed answer: sends the held-back tail, or, when the writing failed, ends the
+/// body in an error so the client sees a broken transfer rather than a complete-looking one.
+async fn conclude(chunks: mpsc::Sender<Chunk>, written: Result<ResponseSink, EvidenceError>) {
+    let outcome = written.map(ResponseSink::into_tail).map_err(|error| {
+        tracing::warn!(error = %error, "export failed; the answer is cut short");
+        std::io::Error::other(error.to_string())
+    });
     let _ = chunks.send(outcome).await;
+}
+
+/// Records a bulk read before its first byte leaves; a read that cannot be recorded is refused.
+pub(crate) async fn record_read(state: &AppState, record: AuditRecord) -> Result<(), ApiError> {
+    record_audit(&state.store, record, OffsetDateTime::now_utc())
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            tracing::error!(error = %error, "cannot record a bulk read; it is refused");
+            ApiError::from(error)
+        })
+}
+
+/// A live stream or webhook that reads more than this many past events is recorded.
+pub(crate) const REPLAY_RECORDED_ABOVE: u64 = 1_000;
+
+/// One replay of a workspace's history to a follower.
+pub(crate) struct Replay<'a> {
+    pub(crate) workspace: &'a str,
+    /// The position it starts after.
+    pub(crate) after: u64,
+    /// The type patterns asked for.
+    pub(crate) types: Vec<String>,
+    pub(crate) transport: ReplayTransport,
+}
+
+/// Records `audit.replayed` when the replay is about to read more than
+/// [`REPLAY_RECORDED_ABOVE`] past events; a replay that cannot be recorded is refused.
+pub(crate) async fn record_replay(
+    state: &AppState,
+    replay: Replay<'_>,
+    (actor, context): (Actor, Context),
+) -> Result<(), ApiError> {
+    let count = state
+        .store
+        .count_workspace_after(replay.workspace, replay.after)
+        .await?;
+    if count <= REPLAY_RECORDED_ABOVE {
+        return Ok(());
+    }
+    let mut data = Map::new();
+    data.insert("after".into(), json!(replay.after));
+    data.insert("types".into(), json!(replay.types));
+    data.insert("count".into(), json!(count));
+    data.insert("transport".into(), json!(replay.transport));
+    let record = AuditRecord {
+        workspace: replay.workspace.to_owned(),
+        event_type: "audit.replayed",
+        data,
+        actor,
+        context,
+    };
+    record_read(state, record).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -136,7 +179,7 @@ pub(crate) struct ExportParameters {
 
 /// `GET /v1/workspaces/WS/audit/export?q=&from=&to=&format=ndjson|csv|parquet`.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/audit/export", tag = "audit", params(("workspace" = String, Path), ExportParameters),
-    description = "Streams every hit of an audit query (newest first, as `/audit` orders them) as NDJSON (each line a recorded event), CSV or Parquet; the export is recorded as `audit.exported` (scope `export`).",
+    description = "Streams every hit of an audit query (newest first, as `/audit` orders them) as NDJSON (each line a recorded event), CSV or Parquet; the export is recorded as `audit.exported`, with the count of hits it is about to send, before its first byte (scope `export`).",
     responses((status = 200, description = "The export", content((String = "application/x-ndjson"), (String = "text/csv"), (Vec<u8> = "application/vnd.apache.parquet"))), (status = 400, description = "invalid_query (with `position`) or invalid_parameter", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "not_caught_up: the index did not reach min_position in 5 s", body = ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
@@ -168,13 +211,26 @@ pub(crate) async fn export(
         cursor: None,
         facets: FacetRequest::default(),
     };
-    // The first page is read before answering, so a query the index refuses is a 400.
+    // The first page is read before answering, so a query the index refuses is a 400, and its
+    // total is the count the record announces.
     let first = state.search.search(request.clone()).await?;
+    let (actor, context) = requester(principal, connection, &headers);
+    let mut data = Map::new();
+    data.insert("query".into(), json!(parameters.q));
+    data.insert("format".into(), json!(format_name(format)));
+    insert_range(&mut data, from, to);
+    data.insert("count".into(), json!(first.total));
+    let record = AuditRecord {
+        workspace,
+        event_type: "audit.exported",
+        data,
+        actor,
+        context,
+    };
+    record_read(&state, record).await?;
 
     let (chunks, body) = mpsc::channel(4);
     let task = ExportTask::spawn(format, ResponseSink::new(chunks.clone()));
-    let (actor, context) = requester(principal, connection, &headers);
-    let query_text = parameters.q;
     tokio::spawn(async move {
         let fed = feed_export(&state, &task, request, first).await;
         let written = task.finish().await;
@@ -182,25 +238,7 @@ pub(crate) async fn export(
             (Err(error), _) => Err(error),
             (Ok(()), written) => written,
         };
-        let count = written.as_ref().map_or(0, |(count, _)| *count);
-        conclude(chunks, written.map(|(_, sink)| sink), async || {
-            let mut data = Map::new();
-            data.insert("query".into(), json!(query_text));
-            data.insert("format".into(), json!(format_name(format)));
-            insert_range(&mut data, from, to);
-            data.insert("count".into(), json!(count));
-            let record = AuditRecord {
-                workspace,
-                event_type: "audit.exported",
-                data,
-                actor,
-                context,
-            };
-            record_audit(&state.store, record, OffsetDateTime::now_utc())
-                .await
-                .map(|_| ())
-        })
-        .await;
+        conclude(chunks, written.map(|(_, sink)| sink)).await;
     });
     let file_name = format!("audit-export.{}", format_name(format));
     Ok(streamed(body, content_type(format), &file_name))
@@ -243,7 +281,7 @@ pub(crate) struct EvidenceBody {
 
 /// `POST /v1/workspaces/WS/evidence` with `{"from", "to"}`.
 #[utoipa::path(post, path = "/v1/workspaces/{workspace}/evidence", tag = "audit", params(("workspace" = String, Path)), request_body = EvidenceBody,
-    description = "Answers an evidence bundle (zip): every event of the workspace recorded in [from, to) as NDJSON and Parquet, each event's inclusion proof in the workspace tree, the boundary events that show the range is complete, the signed checkpoint, the public key and a manifest of SHA-256 hashes. `chronicle verify BUNDLE` checks it offline. Recorded as `evidence.exported` (scope `export`).",
+    description = "Answers an evidence bundle (zip): every event of the workspace recorded in [from, to) as NDJSON and Parquet, each event's inclusion proof in the workspace tree, the boundary events that show the range is complete, the signed checkpoint, the public key and a manifest of SHA-256 hashes. `chronicle verify BUNDLE` checks it offline. Recorded as `evidence.exported`, with its count and tree size, before its first byte (scope `export`).",
     responses((status = 200, description = "The bundle", content_type = "application/zip", body = Vec<u8>), (status = 400, description = "invalid_body or invalid_parameter", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn evidence(
     State(state): State<AppState>,
@@ -272,35 +310,32 @@ pub(crate) async fn evidence(
             ApiError::bad_request("invalid_body", "to must not be before from").with("field", "to"),
         );
     }
-    let (actor, context): (Actor, Context) = requester(principal, connection, &headers);
-    let (chunks, answer) = mpsc::channel(4);
     let request = BundleRequest {
         workspace: workspace.clone(),
         from,
         to,
     };
+    let plan = plan_bundle(&state.store, &request).await?;
+    let summary = plan.summary();
+    let (actor, context): (Actor, Context) = requester(principal, connection, &headers);
+    let mut data = Map::new();
+    insert_range(&mut data, Some(from), Some(to));
+    data.insert("count".into(), json!(summary.count));
+    data.insert("tree_size".into(), json!(summary.tree_size));
     let file_name = format!("evidence-{workspace}.zip");
+    let record = AuditRecord {
+        workspace,
+        event_type: "evidence.exported",
+        data,
+        actor,
+        context,
+    };
+    record_read(&state, record).await?;
+
+    let (chunks, answer) = mpsc::channel(4);
     tokio::spawn(async move {
-        let written = write_bundle(&state.store, &request, ResponseSink::new(chunks.clone())).await;
-        let summary = written.as_ref().ok().map(|(summary, _)| *summary);
-        conclude(chunks, written.map(|(_, sink)| sink), async || {
-            let mut data = Map::new();
-            insert_range(&mut data, Some(from), Some(to));
-            let summary = summary.unwrap_or_default();
-            data.insert("count".into(), json!(summary.count));
-            data.insert("tree_size".into(), json!(summary.tree_size));
-            let record = AuditRecord {
-                workspace,
-                event_type: "evidence.exported",
-                data,
-                actor,
-                context,
-            };
-            record_audit(&state.store, record, OffsetDateTime::now_utc())
-                .await
-                .map(|_| ())
-        })
-        .await;
+        let written = write_bundle(&state.store, plan, ResponseSink::new(chunks.clone())).await;
+        conclude(chunks, written).await;
     });
     Ok(streamed(answer, "application/zip", &file_name))
 }

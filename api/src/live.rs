@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,18 +17,23 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chronicle_domain::catalogue::ReplayTransport;
+use chronicle_domain::{Actor, Context};
 use chronicle_store::{Store, StoreError};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
+use crate::export::{Replay, record_replay};
 use crate::feed::{Feed, Listener, LiveEvent, Read};
+use crate::search::requester;
 use crate::server::AppState;
 
 /// How live streams behave.
@@ -220,16 +226,23 @@ pub(crate) struct LiveQuery {
     types: Option<String>,
 }
 
-/// Builds the follower a live request asks for: from `Last-Event-ID` when present, else
-/// `after`, else the start of the workspace.
-fn follower(
-    state: &AppState,
+/// What a live request asks for and who asks.
+struct LiveRequest {
     workspace: String,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
-) -> Result<Follower, ApiError> {
-    let live = query(live)?;
-    let last_event_id = headers
+    requester: (Actor, Context),
+    transport: ReplayTransport,
+}
+
+/// Builds the follower a live request asks for: from `Last-Event-ID` when present, else
+/// `after`, else the start of the workspace. A replay of more than
+/// [`REPLAY_RECORDED_ABOVE`](crate::export::REPLAY_RECORDED_ABOVE) past events is recorded
+/// first.
+async fn follower(state: &AppState, request: LiveRequest) -> Result<Follower, ApiError> {
+    let live = query(request.live)?;
+    let last_event_id = request
+        .headers
         .get("last-event-id")
         .map(|value| {
             value
@@ -253,15 +266,17 @@ fn follower(
             })
         })
         .transpose()?;
-    let filter = TypeFilter::parse(
-        live.types
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|pattern| !pattern.is_empty()),
-    )
-    .map_err(|message| ApiError::invalid_parameter("types", message))?;
+    let patterns: Vec<String> = live
+        .types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|pattern| !pattern.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let filter = TypeFilter::parse(patterns.iter().map(String::as_str))
+        .map_err(|message| ApiError::invalid_parameter("types", message))?;
     let after = last_event_id.or(after).unwrap_or(0);
     let slot = Arc::clone(&state.live_slots)
         .try_acquire_owned()
@@ -274,8 +289,15 @@ fn follower(
                 format!("the server already serves {limit} live streams, its limit"),
             )
         })?;
+    let replay = Replay {
+        workspace: &request.workspace,
+        after,
+        types: patterns,
+        transport: request.transport,
+    };
+    record_replay(state, replay, request.requester).await?;
     let page_size = state.config.live.page_size;
-    let mut follower = Follower::new(state, workspace, filter, after, page_size);
+    let mut follower = Follower::new(state, request.workspace, filter, after, page_size);
     follower.slot = Some(slot);
     Ok(follower)
 }
@@ -283,15 +305,24 @@ fn follower(
 /// `GET /v1/workspaces/WS/live?after=P&types=…`: the workspace's events as Server-Sent Events.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/live", tag = "live", params(("workspace" = String, Path), LiveQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position; wins over `after`")),
-    description = "The workspace's events as Server-Sent Events: catch-up, then live (scope `read`).",
+    description = "The workspace's events as Server-Sent Events: catch-up, then live (scope `read`). A catch-up of more than 1,000 past events is recorded as `audit.replayed` before the first.",
     responses((status = 200, description = "`id: POSITION`, `event: TYPE`, `data: <recorded event>` per message", content_type = "text/event-stream", body = String), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "too_many_subscribers: every live stream slot is taken", body = ErrorBody)))]
 pub(crate) async fn server_sent_events(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let follower = follower(&state, workspace, &headers, live)?;
+    let request = LiveRequest {
+        workspace,
+        requester: requester(principal, connection, &headers),
+        headers,
+        live,
+        transport: ReplayTransport::Sse,
+    };
+    let follower = follower(&state, request).await?;
     let frames = Box::pin(futures::stream::unfold(
         follower,
         |mut follower| async move {
@@ -354,11 +385,13 @@ fn frame(event: &LiveEvent, follower: &mut Follower) -> Bytes {
 
 /// `GET /v1/workspaces/WS/live/ws?after=P&types=…`: the same events as WebSocket text messages.
 #[utoipa::path(get, path = "/v1/workspaces/{workspace}/live/ws", tag = "live", params(("workspace" = String, Path), LiveQuery),
-    description = "The same events as WebSocket text messages (scope `read`).",
+    description = "The same events as WebSocket text messages (scope `read`); a catch-up of more than 1,000 past events is recorded as `audit.replayed` first.",
     responses((status = 101, description = "Switching to WebSocket"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid token", body = ErrorBody), (status = 403, description = "The token lacks the scope", body = ErrorBody), (status = 404, description = "Not found, or another workspace", body = ErrorBody), (status = 429, description = "Past the token's rate", body = ErrorBody), (status = 503, description = "too_many_subscribers: every live stream slot is taken", body = ErrorBody)))]
 pub(crate) async fn websocket(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -370,7 +403,14 @@ pub(crate) async fn websocket(
             rejection.body_text(),
         )
     })?;
-    let follower = follower(&state, workspace, &headers, live)?;
+    let request = LiveRequest {
+        workspace,
+        requester: requester(principal, connection, &headers),
+        headers,
+        live,
+        transport: ReplayTransport::Websocket,
+    };
+    let follower = follower(&state, request).await?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)

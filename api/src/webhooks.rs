@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use chronicle_domain::catalogue::ReplayTransport;
 use chronicle_domain::{RecordedEvent, format_timestamp};
 use chronicle_store::{DeliveryAttempt, NewWebhook, Store, StoreError, Webhook, WebhookSecret};
 use hmac::{Hmac, Mac};
@@ -29,9 +30,12 @@ use time::OffsetDateTime;
 use tokio::task::{AbortHandle, JoinSet};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
+use crate::export::{Replay, record_replay};
 use crate::live::TypeFilter;
+use crate::search::requester;
 use crate::server::AppState;
 
 /// The header that carries a delivery's signature.
@@ -322,6 +326,9 @@ async fn check_destination(host: &str, config: &WebhookConfig) -> Result<(), Api
 pub(crate) async fn create_webhook(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
     let body = body.map_err(|rejection| {
@@ -329,6 +336,15 @@ pub(crate) async fn create_webhook(
     })?;
     let request = parse_webhook_request(&body)?;
     check_destination(&request.host, &state.config.webhooks).await?;
+    if let Some(after) = request.after {
+        let replay = Replay {
+            workspace: &workspace,
+            after,
+            types: request.types.clone(),
+            transport: ReplayTransport::Webhook,
+        };
+        record_replay(&state, replay, requester(principal, connection, &headers)).await?;
+    }
     let webhook = state
         .store
         .create_webhook(NewWebhook {

@@ -1091,6 +1091,31 @@ impl EvidenceExported {
     }
 }
 
+/// How a replay of past events reached its reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayTransport {
+    /// `GET …/live` (Server-Sent Events).
+    Sse,
+    /// `GET …/live/ws`.
+    Websocket,
+    /// A webhook created to deliver from a past position.
+    Webhook,
+}
+
+/// `audit.replayed`: a live stream or a webhook about to replay more than 1,000 past events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReplayed {
+    /// The log position the replay starts after.
+    pub after: u64,
+    /// The type filters asked for; empty for every type.
+    pub types: Vec<String>,
+    /// The workspace's events after `after` when the replay began, before the type filter:
+    /// what the replay reads.
+    pub count: u64,
+    pub transport: ReplayTransport,
+}
+
 /// Refuses a range whose end comes before its start; the error names the end field.
 fn check_time_range(
     start: Option<&Timestamp>,
@@ -1125,7 +1150,7 @@ macro_rules! catalogue {
         /// Returns the stream kind an event type belongs in: "workspace", "member" (member.* and
         /// permission.*), "machine", "session", "schedule", "billing", "account" (auth.* and
         /// account.*), "token", "share" (share_link.*), "audit" (audit.searched,
-        /// audit.exported, evidence.exported), or `None` for an unknown type.
+        /// audit.exported, evidence.exported, audit.replayed), or `None` for an unknown type.
         pub fn stream_kind(event_type: &str) -> Option<&'static str> {
             match event_type {
                 $( $($name)|* => Some($kind), )*
@@ -1337,11 +1362,14 @@ catalogue! {
             "from": "2024-05-01T00:00:00Z", "to": "2024-06-01T00:00:00Z",
             "count": 5230, "tree_size": 88120
         } check EvidenceExported::check,
+        "audit.replayed" => AuditReplayed {
+            "after": 0, "types": [], "count": 40000, "transport": "sse"
+        },
     }
 }
 
 /// Returns true for the types only Chronicle itself may append (audit.searched, audit.exported,
-/// evidence.exported).
+/// evidence.exported, audit.replayed).
 pub fn is_reserved(event_type: &str) -> bool {
     // The audit stream holds exactly the events Chronicle appends about its own use.
     stream_kind(event_type) == Some("audit")
@@ -1502,6 +1530,7 @@ mod tests {
 - `audit.searched` {query, [from], [to], hits}
 - `audit.exported` {query, format, [from], [to], count}
 - `evidence.exported` {from, to, count, tree_size}
+- `audit.replayed` {after, types, count, transport}
 "#;
 
     /// Returns the type names of [`DOMAIN_CATALOGUE`] in order, with their field lists: the
@@ -1574,7 +1603,7 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(EVENT_TYPES, documented.as_slice());
-        assert_eq!(EVENT_TYPES.len(), 72);
+        assert_eq!(EVENT_TYPES.len(), 73);
         let unique: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
         assert_eq!(unique.len(), EVENT_TYPES.len(), "duplicate event type");
     }
@@ -1692,7 +1721,12 @@ mod tests {
             .collect();
         assert_eq!(
             reserved,
-            ["audit.searched", "audit.exported", "evidence.exported"]
+            [
+                "audit.searched",
+                "audit.exported",
+                "evidence.exported",
+                "audit.replayed"
+            ]
         );
         assert!(!is_reserved("audit.unknown"));
     }

@@ -75,13 +75,30 @@ enum Part {
     },
 }
 
-/// Writes the evidence bundle of `request` as a zip into `sink`; answers what it holds and the
-/// sink.
-pub async fn write_bundle<W: Write + Send + 'static>(
+/// A bundle whose range and signed tree are fixed: what it will hold is known before a byte
+/// of it is written, so the read can be recorded first.
+pub struct BundlePlan {
+    header: Header,
+    /// The range's events are the workspace's first ones after this log position.
+    start: u64,
+    /// The workspace's event just before the range, when there is one.
+    before: Option<Box<Proven>>,
+    summary: BundleSummary,
+}
+
+impl BundlePlan {
+    /// What the bundle will hold.
+    pub fn summary(&self) -> BundleSummary {
+        self.summary
+    }
+}
+
+/// Signs the workspace's tree and finds the range of `request` in it (two binary searches,
+/// never a scan), counting its events.
+pub async fn plan_bundle(
     store: &Store,
     request: &BundleRequest,
-    sink: W,
-) -> Result<(BundleSummary, W), EvidenceError> {
+) -> Result<BundlePlan, EvidenceError> {
     if request.to < request.from {
         return Err(EvidenceError::InvalidInput(
             "to must not be before from".into(),
@@ -91,23 +108,23 @@ pub async fn write_bundle<W: Write + Send + 'static>(
     let checkpoint = store.checkpoint(TreeId::Workspace(workspace)).await?;
     let tree_size = checkpoint.size;
     let head = store.head().position;
-    let header = Header {
-        workspace: workspace.to_owned(),
-        from: format_timestamp(request.from),
-        to: format_timestamp(request.to),
-        tree_size,
-        root: to_hex(&checkpoint.root),
-        checkpoint: checkpoint.note,
-        public_key: store.verifier_key().to_owned(),
-    };
-    let worker = Worker::spawn(move |parts| write_zip(header, parts, sink));
-
-    // Only events of the signed tree count: those with workspace_seq up to its size.
     let in_tree = |event: &RecordedEvent| event.workspace_seq.is_some_and(|seq| seq <= tree_size);
     let start = first_position_from(store, workspace, head, |event| {
         Ok(!in_tree(event) || recorded_at(event)? >= request.from)
     })
     .await?;
+    let end = first_position_from(store, workspace, head, |event| {
+        Ok(!in_tree(event) || recorded_at(event)? >= request.to)
+    })
+    .await?;
+    // The sequence number of the first event of the tree after a position, or one past the tree.
+    let next_seq = async |position: u64| -> Result<u64, EvidenceError> {
+        let next = first_after(store, workspace, position).await?;
+        Ok(next
+            .and_then(|event| event.workspace_seq)
+            .map_or(tree_size + 1, |seq| seq.min(tree_size + 1)))
+    };
+    let count = next_seq(end).await?.saturating_sub(next_seq(start).await?);
     let before = match start {
         0 => None,
         start => first_after(store, workspace, start - 1)
@@ -118,12 +135,47 @@ pub async fn write_bundle<W: Write + Send + 'static>(
         Some(event) => Some(Box::new(prove(store, workspace, tree_size, event).await?)),
         None => None,
     };
+    let header = Header {
+        workspace: workspace.to_owned(),
+        from: format_timestamp(request.from),
+        to: format_timestamp(request.to),
+        tree_size,
+        root: to_hex(&checkpoint.root),
+        checkpoint: checkpoint.note,
+        public_key: store.verifier_key().to_owned(),
+        to_time: request.to,
+        count,
+    };
+    Ok(BundlePlan {
+        header,
+        start,
+        before,
+        summary: BundleSummary { count, tree_size },
+    })
+}
 
-    let mut count = 0u64;
+/// Writes the planned bundle as a zip into `sink`; answers the sink. Fails when the range
+/// read does not hold the events the plan counted.
+pub async fn write_bundle<W: Write + Send + 'static>(
+    store: &Store,
+    plan: BundlePlan,
+    sink: W,
+) -> Result<W, EvidenceError> {
+    let BundlePlan {
+        header,
+        start,
+        before,
+        summary,
+    } = plan;
+    let workspace = header.workspace.clone();
+    let to = header.to_time;
+    let tree_size = summary.tree_size;
+    let worker = Worker::spawn(move |parts| write_zip(header, parts, sink));
+    let in_tree = |event: &RecordedEvent| event.workspace_seq.is_some_and(|seq| seq <= tree_size);
     let mut after = None;
     let mut position = start;
     'pages: loop {
-        let events = store.read_workspace(workspace, position, PAGE).await?;
+        let events = store.read_workspace(&workspace, position, PAGE).await?;
         let Some(last) = events.last() else { break };
         position = last.position;
         let mut page = Vec::with_capacity(events.len());
@@ -131,14 +183,13 @@ pub async fn write_bundle<W: Write + Send + 'static>(
             if !in_tree(&event) {
                 break;
             }
-            if recorded_at(&event)? >= request.to {
-                after = Some(Box::new(prove(store, workspace, tree_size, event).await?));
+            if recorded_at(&event)? >= to {
+                after = Some(Box::new(prove(store, &workspace, tree_size, event).await?));
                 break;
             }
-            page.push(prove(store, workspace, tree_size, event).await?);
+            page.push(prove(store, &workspace, tree_size, event).await?);
         }
         let full = page.len() == PAGE as usize;
-        count += page.len() as u64;
         if !page.is_empty() && !worker.send(Part::Events(page)).await {
             break 'pages;
         }
@@ -148,8 +199,7 @@ pub async fn write_bundle<W: Write + Send + 'static>(
     }
     // A stopped worker ignores this; its error comes out of `finish`.
     worker.send(Part::Boundaries { before, after }).await;
-    let sink = worker.finish().await?;
-    Ok((BundleSummary { count, tree_size }, sink))
+    worker.finish().await
 }
 
 fn recorded_at(event: &RecordedEvent) -> Result<OffsetDateTime, EvidenceError> {
@@ -220,6 +270,10 @@ struct Header {
     root: String,
     checkpoint: String,
     public_key: String,
+    /// `to`, as a time.
+    to_time: OffsetDateTime,
+    /// The events the range holds, counted before reading them.
+    count: u64,
 }
 
 /// Spools the parts to temporary files, then writes the zip.
@@ -260,6 +314,13 @@ fn write_zip<W: Write + Send>(
             }
             Part::Boundaries { before, after } => boundaries = (before, after),
         }
+    }
+    if count != header.count {
+        // Nothing of the zip has been written.
+        return Err(EvidenceError::Internal(format!(
+            "the range held {count} events, not the {} counted",
+            header.count
+        )));
     }
     write!(
         proofs,

@@ -25,8 +25,8 @@ mod table;
 mod verify;
 
 pub use bundle::{
-    BundleRequest, BundleSummary, CHECKPOINT, EVENTS_NDJSON, EVENTS_PARQUET, MANIFEST, PROOFS_JSON,
-    PUBLIC_KEY, README, write_bundle,
+    BundlePlan, BundleRequest, BundleSummary, CHECKPOINT, EVENTS_NDJSON, EVENTS_PARQUET, MANIFEST,
+    PROOFS_JSON, PUBLIC_KEY, README, plan_bundle, write_bundle,
 };
 pub use columnar::{ROW_GROUP_ROWS, parquet_schema, read_parquet};
 pub use error::EvidenceError;

@@ -160,15 +160,9 @@ pub(crate) async fn read_workspace(
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut connection = pool.acquire().await?;
-    let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = $1")
-        .bind(workspace)
-        .fetch_optional(&mut *connection)
-        .await?;
-    let Some(row) = row else {
+    let Some((workspace_id, last_seq)) = workspace_row(&mut connection, workspace).await? else {
         return Ok(Vec::new());
     };
-    let workspace_id: i64 = row.try_get(0)?;
-    let last_seq = row.try_get::<i64, _>(1)? as u64;
     let Some(first_seq) = first_seq_after(&mut connection, workspace_id, last_seq, after).await?
     else {
         return Ok(Vec::new());
@@ -183,6 +177,34 @@ pub(crate) async fn read_workspace(
     .fetch_all(&mut *connection)
     .await?;
     decode_rows(&rows)
+}
+
+/// Returns a workspace's id and its newest sequence number, `None` when it has no events.
+async fn workspace_row(
+    connection: &mut AnyConnection,
+    workspace: &str,
+) -> Result<Option<(i64, u64)>, StoreError> {
+    let row = sqlx::query("SELECT workspace_id, seq FROM workspaces WHERE name = $1")
+        .bind(workspace)
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? as u64)))
+        .transpose()
+}
+
+/// Returns how many of the workspace's events lie after log position `after`, in O(log n)
+/// indexed lookups.
+pub(crate) async fn count_workspace_after(
+    pool: &AnyPool,
+    workspace: &str,
+    after: u64,
+) -> Result<u64, StoreError> {
+    let mut connection = pool.acquire().await?;
+    let Some((workspace_id, last_seq)) = workspace_row(&mut connection, workspace).await? else {
+        return Ok(0);
+    };
+    let first = first_seq_after(&mut connection, workspace_id, last_seq, after).await?;
+    Ok(first.map_or(0, |first| last_seq - first + 1))
 }
 
 /// Returns the first workspace sequence number (up to `last_seq`) whose event lies after

@@ -245,6 +245,16 @@ impl Store {
         reads::read_workspace(&self.readers, workspace, after, limit).await
     }
 
+    /// Returns how many of the workspace's events lie after log position `after` (0 for a
+    /// workspace with none); O(log n) indexed lookups, never a scan.
+    pub async fn count_workspace_after(
+        &self,
+        workspace: &str,
+        after: u64,
+    ) -> Result<u64, StoreError> {
+        reads::count_workspace_after(&self.readers, workspace, after).await
+    }
+
     /// Returns at most `limit` events of one workspace's stream (`None`: a stream of no
     /// workspace) starting at `from_version` (inclusive); backward from the newest when
     /// `from_version` is `None`.

@@ -2,6 +2,7 @@
 
 mod append;
 mod auth;
+mod bulk_reads;
 mod evidence;
 mod hostile;
 mod integrity;
