@@ -199,6 +199,7 @@ pub(crate) async fn export(
         })?,
     };
     let parsed = AuditQuery::parse(&parameters.q).map_err(SearchError::from)?;
+    let place = state.exports.admit(&principal.token_id)?;
     if let Some(position) = parameters.min_position {
         state.search.wait_for(position, MIN_POSITION_WAIT).await?;
     }
@@ -239,6 +240,7 @@ pub(crate) async fn export(
             (Ok(()), written) => written,
         };
         conclude(chunks, written.map(|(_, sink)| sink)).await;
+        drop(place);
     });
     let file_name = format!("audit-export.{}", format_name(format));
     Ok(streamed(body, content_type(format), &file_name))
@@ -315,6 +317,7 @@ pub(crate) async fn evidence(
         from,
         to,
     };
+    let place = state.exports.admit(&principal.token_id)?;
     let plan = plan_bundle(&state.store, &request).await?;
     let summary = plan.summary();
     let (actor, context): (Actor, Context) = requester(principal, connection, &headers);
@@ -336,6 +339,7 @@ pub(crate) async fn evidence(
     tokio::spawn(async move {
         let written = write_bundle(&state.store, plan, ResponseSink::new(chunks.clone())).await;
         conclude(chunks, written).await;
+        drop(place);
     });
     Ok(streamed(answer, "application/zip", &file_name))
 }

@@ -28,6 +28,7 @@
 //!
 //! It reads no environment and no files: the binary hands it an [`ApiConfig`].
 
+mod admission;
 mod auth;
 mod error;
 mod events;
@@ -45,6 +46,7 @@ mod server;
 mod tokens;
 mod webhooks;
 
+pub use admission::{Concurrency, ReadBounds};
 pub use auth::{Principal, RateLimit};
 pub use error::ApiError;
 pub use limits::HttpLimits;

@@ -18,16 +18,17 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chronicle_domain::catalogue::ReplayTransport;
 use chronicle_domain::{Actor, Context};
 use chronicle_store::{Store, StoreError};
 use futures::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 
+use crate::admission::Admitted;
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
@@ -43,9 +44,6 @@ pub struct LiveConfig {
     pub keep_alive: Duration,
     /// Events one connection reads from the log at a time: its memory bound.
     pub page_size: u32,
-    /// The most live streams (SSE and WebSocket together) open at once; one more is answered
-    /// 503 `too_many_subscribers`.
-    pub max_subscribers: usize,
     /// The newest events kept, encoded, for every stream to share.
     pub recent_events: usize,
 }
@@ -57,7 +55,6 @@ impl Default for LiveConfig {
         LiveConfig {
             keep_alive: Duration::from_secs(15),
             page_size: 500,
-            max_subscribers: 1_000,
             recent_events: 20_000,
         }
     }
@@ -137,8 +134,8 @@ pub(crate) struct Follower {
     /// Keeps the feed following the log while this stream lives.
     fed: Listener,
     stopping: watch::Receiver<bool>,
-    /// A live stream's place among `max_subscribers`, given back when the stream ends.
-    slot: Option<OwnedSemaphorePermit>,
+    /// A live stream's place (`ApiConfig::bounds`), given back when the stream ends.
+    slot: Option<Admitted>,
 }
 
 impl Follower {
@@ -232,6 +229,8 @@ struct LiveRequest {
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
     requester: (Actor, Context),
+    /// The id of the token that asks, which the stream's place is counted against.
+    token_id: String,
     transport: ReplayTransport,
 }
 
@@ -278,17 +277,7 @@ async fn follower(state: &AppState, request: LiveRequest) -> Result<Follower, Ap
     let filter = TypeFilter::parse(patterns.iter().map(String::as_str))
         .map_err(|message| ApiError::invalid_parameter("types", message))?;
     let after = last_event_id.or(after).unwrap_or(0);
-    let slot = Arc::clone(&state.live_slots)
-        .try_acquire_owned()
-        .map_err(|_| {
-            let limit = state.config.live.max_subscribers;
-            tracing::warn!(limit, "live stream refused: every slot is taken");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_subscribers",
-                format!("the server already serves {limit} live streams, its limit"),
-            )
-        })?;
+    let slot = state.live_streams.admit(&request.token_id)?;
     let replay = Replay {
         workspace: &request.workspace,
         after,
@@ -317,6 +306,7 @@ pub(crate) async fn server_sent_events(
 ) -> Result<Response, ApiError> {
     let request = LiveRequest {
         workspace,
+        token_id: principal.token_id.clone(),
         requester: requester(principal, connection, &headers),
         headers,
         live,
@@ -405,6 +395,7 @@ pub(crate) async fn websocket(
     })?;
     let request = LiveRequest {
         workspace,
+        token_id: principal.token_id.clone(),
         requester: requester(principal, connection, &headers),
         headers,
         live,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_domain::models::billing::Billing;
 use chronicle_projections::{AsOf, Filters, Model, PageRequest, ProjectionError};
@@ -13,6 +13,8 @@ use chronicle_store::ErrorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::admission::Admitted;
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::query;
 use crate::server::AppState;
@@ -106,15 +108,18 @@ impl From<ProjectionError> for ApiError {
     }
 }
 
-/// Parses `as_of`, or waits for `min_position` (an `as_of` answer is read from the log itself).
+/// Parses `as_of` and takes a place among the `as_of` folds for the answer's time, or waits for
+/// `min_position` (an `as_of` answer is read from the log itself).
 async fn moment(
     state: &AppState,
+    principal: &Principal,
     model: Model,
-    min_position: Option<u64>,
-    as_of: Option<&str>,
-) -> Result<Option<AsOf>, ApiError> {
+    (min_position, as_of): (Option<u64>, Option<&str>),
+) -> Result<(Option<AsOf>, Option<Admitted>), ApiError> {
     if let Some(as_of) = as_of {
-        return Ok(Some(AsOf::parse(as_of)?));
+        let as_of = AsOf::parse(as_of)?;
+        let place = state.as_of_folds.admit(&principal.token_id)?;
+        return Ok((Some(as_of), Some(place)));
     }
     if let Some(position) = min_position
         && !state
@@ -131,11 +136,12 @@ async fn moment(
         .with("min_position", position)
         .with("position", reached));
     }
-    Ok(None)
+    Ok((None, None))
 }
 
 async fn list(
     state: &AppState,
+    principal: &Principal,
     model: Model,
     workspace: &str,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -151,7 +157,13 @@ async fn list(
             ));
         }
     };
-    let as_of = moment(state, model, params.min_position, params.as_of.as_deref()).await?;
+    let (as_of, _place) = moment(
+        state,
+        principal,
+        model,
+        (params.min_position, params.as_of.as_deref()),
+    )
+    .await?;
     let filters = Filters {
         status: params.status,
         os: params.os,
@@ -181,13 +193,20 @@ async fn list(
 
 async fn item(
     state: &AppState,
+    principal: &Principal,
     model: Model,
     workspace: &str,
     id: &str,
     params: Result<Query<ItemParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(params)?;
-    let as_of = moment(state, model, params.min_position, params.as_of.as_deref()).await?;
+    let (as_of, _place) = moment(
+        state,
+        principal,
+        model,
+        (params.min_position, params.as_of.as_deref()),
+    )
+    .await?;
     let (row, position) = state
         .projections
         .detail(model, workspace, id, as_of)
@@ -224,9 +243,18 @@ async fn item(
 pub(crate) async fn machines(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Machines, &workspace, params, None).await
+    list(
+        &state,
+        &principal,
+        Model::Machines,
+        &workspace,
+        params,
+        None,
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/machines/ID`.
@@ -237,9 +265,10 @@ pub(crate) async fn machines(
 pub(crate) async fn machine(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ItemParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    item(&state, Model::Machines, &workspace, &id, params).await
+    item(&state, &principal, Model::Machines, &workspace, &id, params).await
 }
 
 /// `GET /v1/workspaces/WS/sessions`: sessions, newest first.
@@ -250,9 +279,18 @@ pub(crate) async fn machine(
 pub(crate) async fn sessions(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Sessions, &workspace, params, None).await
+    list(
+        &state,
+        &principal,
+        Model::Sessions,
+        &workspace,
+        params,
+        None,
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/sessions/ID`.
@@ -263,9 +301,10 @@ pub(crate) async fn sessions(
 pub(crate) async fn session(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ItemParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    item(&state, Model::Sessions, &workspace, &id, params).await
+    item(&state, &principal, Model::Sessions, &workspace, &id, params).await
 }
 
 /// `GET /v1/workspaces/WS/schedules`: schedules, by id.
@@ -276,9 +315,18 @@ pub(crate) async fn session(
 pub(crate) async fn schedules(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Schedules, &workspace, params, None).await
+    list(
+        &state,
+        &principal,
+        Model::Schedules,
+        &workspace,
+        params,
+        None,
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/schedules/ID`.
@@ -289,9 +337,18 @@ pub(crate) async fn schedules(
 pub(crate) async fn schedule(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ItemParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    item(&state, Model::Schedules, &workspace, &id, params).await
+    item(
+        &state,
+        &principal,
+        Model::Schedules,
+        &workspace,
+        &id,
+        params,
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/schedules/ID/runs`: a schedule's runs, newest first.
@@ -302,9 +359,18 @@ pub(crate) async fn schedule(
 pub(crate) async fn runs(
     State(state): State<AppState>,
     Path((workspace, id)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Runs, &workspace, params, Some(id)).await
+    list(
+        &state,
+        &principal,
+        Model::Runs,
+        &workspace,
+        params,
+        Some(id),
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/members`: members and roles, past members included.
@@ -315,9 +381,10 @@ pub(crate) async fn runs(
 pub(crate) async fn members(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Members, &workspace, params, None).await
+    list(&state, &principal, Model::Members, &workspace, params, None).await
 }
 
 /// `GET /v1/workspaces/WS/billing`.
@@ -328,9 +395,18 @@ pub(crate) async fn members(
 pub(crate) async fn billing(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ItemParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    item(&state, Model::Billing, &workspace, &workspace, params).await
+    item(
+        &state,
+        &principal,
+        Model::Billing,
+        &workspace,
+        &workspace,
+        params,
+    )
+    .await
 }
 
 /// `GET /v1/workspaces/WS/activity`: the admin activity feed, newest first.
@@ -341,9 +417,18 @@ pub(crate) async fn billing(
 pub(crate) async fn activity(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListAnswer>, ApiError> {
-    list(&state, Model::Activity, &workspace, params, None).await
+    list(
+        &state,
+        &principal,
+        Model::Activity,
+        &workspace,
+        params,
+        None,
+    )
+    .await
 }
 
 /// A rebuild request: the models to rebuild, all of them when empty or absent.

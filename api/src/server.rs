@@ -15,9 +15,10 @@ use chronicle_search::{SearchConfig, SearchIndex};
 use chronicle_store::{Scope, Store};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admission::{Admission, ReadBounds};
 use crate::auth::{
     Limiter, RateLimit, RouteNeeds, authenticate, limiter, require_scope, token_hash,
 };
@@ -52,6 +53,8 @@ pub struct ApiConfig {
     /// Connection and request bounds: header read time, header size and count, URL length, time
     /// to an answer.
     pub limits: HttpLimits,
+    /// Long-running reads at once, on the server and per token: live streams, exports, `as_of`.
+    pub bounds: ReadBounds,
 }
 
 impl ApiConfig {
@@ -71,6 +74,7 @@ impl ApiConfig {
             search: SearchConfig::default(),
             projections: ProjectionsConfig::default(),
             limits: HttpLimits::default(),
+            bounds: ReadBounds::default(),
         }
     }
 }
@@ -90,8 +94,12 @@ pub struct AppState {
     pub(crate) search: SearchIndex,
     /// The read models and their runner.
     pub(crate) projections: Projections,
-    /// One permit per open live stream (SSE or WebSocket), at most `live.max_subscribers`.
-    pub(crate) live_slots: Arc<Semaphore>,
+    /// Places of open live streams (SSE or WebSocket).
+    pub(crate) live_streams: Admission,
+    /// Places of exports and evidence bundles being written.
+    pub(crate) exports: Admission,
+    /// Places of `as_of` answers being folded.
+    pub(crate) as_of_folds: Admission,
     /// The newest events, read and encoded once for every live stream.
     pub(crate) feed: Feed,
 }
@@ -105,7 +113,7 @@ impl AppState {
     ) -> AppState {
         let admin_token_hash = token_hash(&config.admin_token);
         let limiter = limiter(config.rate_limit);
-        let live_slots = Arc::new(Semaphore::new(config.live.max_subscribers));
+        let bounds = config.bounds;
         let feed = Feed::new(config.live.recent_events, store.head().position);
         AppState {
             store,
@@ -116,7 +124,9 @@ impl AppState {
             webhooks_changed: Arc::new(Notify::new()),
             search,
             projections,
-            live_slots,
+            live_streams: Admission::new(bounds.live, "too_many_subscribers", "live streams"),
+            exports: Admission::new(bounds.exports, "too_many_exports", "exports"),
+            as_of_folds: Admission::new(bounds.as_of, "too_many_as_of", "as_of answers"),
             feed,
         }
     }

@@ -1,6 +1,6 @@
 //! Queries: lists with filters and cursors, details by key, now or as of a past moment.
 
-use chronicle_domain::models::{ReadModel, fold, row_key};
+use chronicle_domain::models::{ReadModel, State, apply, row_key};
 use chronicle_domain::{RecordedEvent, parse_timestamp};
 use chronicle_store::db::{Access, Backend, Sql};
 use serde_json::Value;
@@ -185,59 +185,68 @@ impl Projections {
         }
     }
 
-    /// Builds an in-memory database holding `model` as it stood at `as_of`, from the log.
+    /// Builds an in-memory database holding `model` as it stood at `as_of`, from the log. The
+    /// history is folded page by page: memory holds the model's rows and one page of events,
+    /// never the workspace's history.
     async fn snapshot(
         &self,
         model: Model,
         workspace: &str,
         as_of: AsOf,
     ) -> Result<AnyConnection, ProjectionError> {
-        let events = self.workspace_history(workspace, as_of).await?;
-        let position = match as_of {
-            AsOf::Position(position) => position.min(self.store.head().position),
-            AsOf::Time(_) => events.last().map_or(0, |event| event.position),
-        };
         // The copy is an in-memory SQLite database on either backend, with the embedded schema.
         let mut memory = Backend::Sqlite(":memory:".into())
             .connect(Access::ReadWrite)
             .await?;
         memory.execute(READ_MODEL_SCHEMA).await?;
+        let reached = with_model!(model, M => {
+            let mut state = State::new();
+            let reached = self
+                .fold_history(workspace, as_of, |event| apply::<M>(&mut state, event))
+                .await?;
+            write::<M>(&mut memory, M::NAME, &state).await?;
+            reached
+        });
+        let position = match as_of {
+            AsOf::Position(position) => position.min(self.store.head().position),
+            AsOf::Time(_) => reached,
+        };
         sqlx::query("UPDATE projection_checkpoints SET position = $1 WHERE model = $2")
             .bind(position as i64)
             .bind(model.name())
             .execute(&mut memory)
             .await?;
-        with_model!(model, M => {
-            let state = fold::<M>(&events);
-            write::<M>(&mut memory, M::NAME, &state).await?;
-        });
         Ok(memory)
     }
 
-    /// Returns the workspace's events `as_of` allows, in position order: its own history alone
-    /// (a machine that moved in starts from its arrival, which carries what it was).
-    async fn workspace_history(
+    /// Hands `fold` each of the workspace's events `as_of` allows, in position order, one page
+    /// read at a time: its own history alone (a machine that moved in starts from its arrival,
+    /// which carries what it was). Answers the position of the last one, 0 for none.
+    async fn fold_history(
         &self,
         workspace: &str,
         as_of: AsOf,
-    ) -> Result<Vec<RecordedEvent>, ProjectionError> {
-        let mut events = Vec::new();
+        mut fold: impl FnMut(&RecordedEvent),
+    ) -> Result<u64, ProjectionError> {
         let mut after = 0;
-        'pages: loop {
+        let mut reached = 0;
+        loop {
             let page = self
                 .store
                 .read_workspace(workspace, after, HISTORY_PAGE)
                 .await?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else {
+                return Ok(reached);
+            };
             after = last.position;
-            for event in page {
-                if !as_of.includes(&event) {
-                    break 'pages;
+            for event in &page {
+                if !as_of.includes(event) {
+                    return Ok(reached);
                 }
-                events.push(event);
+                fold(event);
+                reached = event.position;
             }
         }
-        Ok(events)
     }
 }
 

@@ -15,7 +15,7 @@ const LARGE_EVENTS: usize = 160;
 
 /// Appends [`LARGE_EVENTS`] machines to ws_acme, each with a 60,000-character hostname that
 /// does not compress (about 10 MB); answers the head.
-async fn large_history(app: &TestApp) -> u64 {
+pub(crate) async fn large_history(app: &TestApp) -> u64 {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut noise = move || {
         (0..60_000)

@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::bulk_reads::large_history;
 use crate::support::{TOKEN, TestApp, registered};
 
 /// Sends raw bytes as one request and answers the status line and the rest of the answer.
@@ -207,7 +208,7 @@ async fn a_slow_request_is_cut_off_but_a_live_stream_outlives_the_timeout() {
 #[tokio::test]
 async fn live_streams_are_capped_and_a_closed_one_frees_its_place() {
     let app = TestApp::spawn_with(|config| {
-        config.live.max_subscribers = 2;
+        config.bounds.live.server = 2;
         // Keep-alives make the server notice a closed client promptly.
         config.live.keep_alive = Duration::from_millis(50);
     })
@@ -249,4 +250,71 @@ async fn live_streams_are_capped_and_a_closed_one_frees_its_place() {
         tokio::task::yield_now().await;
     }
     drop(second);
+}
+
+#[tokio::test]
+async fn a_token_past_its_share_of_long_reads_is_429_while_other_tokens_are_served() {
+    let app = TestApp::spawn_with(|config| {
+        config.bounds.live.per_token = 1;
+        config.bounds.exports.per_token = 1;
+        config.bounds.as_of.per_token = 0;
+    })
+    .await;
+    let head = large_history(&app).await;
+    let (other, _) = app.token(Some("ws_acme"), &["read", "export"]).await;
+    let get =
+        |path: String, token: String| app.client.get(app.url(&path)).bearer_auth(token).send();
+    let refusal = async |response: reqwest::Response, code: &str| {
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["limit"].is_u64(), "{body}");
+    };
+
+    let live = "/v1/workspaces/ws_acme/live".to_owned();
+    let first = get(live.clone(), TOKEN.into()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    refusal(
+        get(live.clone(), TOKEN.into()).await.unwrap(),
+        "too_many_subscribers",
+    )
+    .await;
+    let elsewhere = get(live, other.clone()).await.unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        StatusCode::OK,
+        "another token has its own share"
+    );
+
+    // An export far larger than every buffer stays open while its body is unread.
+    let export = format!("/v1/workspaces/ws_acme/audit/export?min_position={head}");
+    let open_export = get(export.clone(), TOKEN.into()).await.unwrap();
+    assert_eq!(open_export.status(), StatusCode::OK);
+    refusal(
+        get(export.clone(), TOKEN.into()).await.unwrap(),
+        "too_many_exports",
+    )
+    .await;
+    let evidence = app
+        .client
+        .post(app.url("/v1/workspaces/ws_acme/evidence"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    refusal(evidence, "too_many_exports").await;
+    let elsewhere = get(export, other).await.unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::OK);
+
+    let as_of = get(
+        "/v1/workspaces/ws_acme/machines?as_of=1".into(),
+        TOKEN.into(),
+    )
+    .await
+    .unwrap();
+    refusal(as_of, "too_many_as_of").await;
+    let (status, _) = app.get("/v1/workspaces/ws_acme/machines").await;
+    assert_eq!(status, StatusCode::OK, "an answer of now takes no fold");
+    drop((first, open_export));
 }
