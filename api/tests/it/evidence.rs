@@ -479,3 +479,46 @@ async fn a_token_without_export_is_refused() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 }
+
+conformance! {
+#[tokio::test]
+async fn a_checkpoint_signed_by_the_servers_own_key_under_another_origin_fails() {
+    let app = TestApp::spawn().await;
+    let log = history(&app).await;
+    let key = public_key(&app).await;
+    let acme: Vec<&Value> = log.iter().filter(|e| e["workspace"] == "ws_acme").collect();
+    let from = acme[0]["recorded_at"].as_str().unwrap();
+    let files = unzip(&bundle(&app, "ws_acme", from, "2100-01-01T00:00:00Z").await);
+    let verifier = NoteVerifier::parse(&key).unwrap();
+    let checkpoint =
+        open_signed_checkpoint(std::str::from_utf8(&files["checkpoint"]).unwrap(), &verifier)
+            .unwrap();
+    assert_eq!(checkpoint.origin, "chronicle.test/workspaces/ws_acme");
+    // The server's own key, as an insider holding it (or a signing bug) would use it.
+    let (server_key, _) = chronicle_store::checkpoint::load_or_create_key_file(
+        &app.data_directory().join("signing-key"),
+        "chronicle.test",
+    )
+    .unwrap();
+    for origin in [
+        "chronicle.test/workspaces/ws_globex",
+        "chronicle.test",
+        "chronicle.test/workspaces/ws_acme/extra",
+    ] {
+        let report = tampered(&files, &key, |files| {
+            let body = Checkpoint {
+                origin: origin.into(),
+                size: checkpoint.size,
+                root: checkpoint.root,
+            };
+            files.insert("checkpoint".into(), server_key.sign(&body).into_bytes());
+        });
+        let named = failures(&report);
+        assert!(
+            named.contains(&format!("the checkpoint is of `{origin}`"))
+                && named.contains("`chronicle.test/workspaces/ws_acme` expected"),
+            "{origin}: {named}"
+        );
+    }
+}
+}
