@@ -71,7 +71,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for problem in &problems {
-        println!("NOT OK  {problem}");
+        outln!("NOT OK  {problem}");
     }
     bail!(
         "{} problem(s) found: this log does not verify",
@@ -104,7 +104,7 @@ fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
         })
         .transpose()?;
     let report = chronicle_evidence::verify_bundle(&bytes, trusted.as_deref());
-    print!("{report}");
+    out!("{report}");
     let failed = report.failures().count();
     if failed > 0 {
         bail!(
@@ -113,7 +113,7 @@ fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     if !report.trusted_signer {
-        println!(
+        outln!(
             "{} is consistent, but {}",
             bundle.display(),
             chronicle_evidence::BundleReport::UNTRUSTED_SIGNER
@@ -126,7 +126,7 @@ fn verify_bundle_file(bundle: &Path, key: Option<&Path>) -> anyhow::Result<()> {
         );
         std::process::exit(UNTRUSTED_EXIT_CODE);
     }
-    println!("{} verifies", bundle.display());
+    outln!("{} verifies", bundle.display());
     Ok(())
 }
 
@@ -145,7 +145,7 @@ async fn verify_data(
     .await
     .with_context(|| format!("cannot read {}", database.describe()))?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "checked {} events, {} trees, {} signed checkpoints in {}",
         report.events,
         report.trees,
@@ -153,14 +153,14 @@ async fn verify_data(
         data.display()
     );
     if let Some(root) = report.log_root {
-        println!(
+        outln!(
             "log tree: {} leaves, root {}",
             report.events,
             merkle::to_hex(&root)
         );
     }
     if report.is_clean() {
-        println!("OK      every leaf hash, every tree node and every last signed checkpoint holds");
+        outln!("OK      every leaf hash, every tree node and every last signed checkpoint holds");
     }
     Ok(report.problems)
 }
@@ -272,15 +272,13 @@ async fn verify_url(url: &str, token: &str, key: Option<&Path>) -> anyhow::Resul
             )),
         }
     }
-    println!(
+    outln!(
         "checked {} events and {} workspace trees at {url}",
         log.size(),
         workspaces.len()
     );
     if problems.is_empty() {
-        println!(
-            "OK      every leaf hash holds and the rebuilt roots match the signed checkpoints"
-        );
+        outln!("OK      every leaf hash holds and the rebuilt roots match the signed checkpoints");
     }
     Ok(problems)
 }
@@ -357,10 +355,10 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             };
-            print!("{}", client.text("/v1/checkpoint").await?);
+            out!("{}", client.text("/v1/checkpoint").await?);
             for workspace in &args.workspace {
-                println!();
-                print!(
+                outln!();
+                out!(
                     "{}",
                     client
                         .text(&format!("/v1/workspaces/{workspace}/checkpoint"))
@@ -371,10 +369,10 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<()> {
         None => {
             let data = DataDir::open(&args.storage.data, args.storage.database_url.as_deref())?;
             let store = data.open_store(&args.storage).await?;
-            print!("{}", store.checkpoint(TreeId::Log).await?.note);
+            out!("{}", store.checkpoint(TreeId::Log).await?.note);
             for workspace in &args.workspace {
-                println!();
-                print!(
+                outln!();
+                out!(
                     "{}",
                     store.checkpoint(TreeId::Workspace(workspace)).await?.note
                 );

@@ -4,6 +4,8 @@
 //! Flags and environment are parsed here into the typed configs the library crates take
 //! (`StoreConfig`, `ApiConfig`); no library crate reads the environment.
 
+#[macro_use]
+mod output;
 mod data_dir;
 mod database_check;
 mod export;
@@ -14,6 +16,7 @@ mod search;
 mod serve;
 mod tokens;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -338,6 +341,7 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     restart_with_allocator_settings(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -223,13 +223,13 @@ fn print_table(answer: &Answer) {
                 text.push_str(&format!("{cell:<width$}  ", width = widths[index]));
             }
         }
-        println!("{}", text.trim_end());
+        outln!("{}", text.trim_end());
     };
     line(header);
     for row in &rows {
         line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
     }
-    println!(
+    outln!(
         "{} of {} hits, newest first; the index reflects the log up to position {}",
         answer.hits.len(),
         answer.total,

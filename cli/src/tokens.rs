@@ -90,7 +90,7 @@ fn print_record(record: &TokenRecord) {
         (None, Some(at)) => format!("expires {at}"),
         (None, None) => "no expiry".to_owned(),
     };
-    println!(
+    outln!(
         "{}  {:<20} {:<14} {:<24} {}…  {state}",
         record.id,
         record.name,
@@ -140,7 +140,7 @@ async fn run(target: &Target, command: TokenCommand) -> anyhow::Result<()> {
                 }
             };
             print_record(&record);
-            println!("token (shown once; Chronicle keeps only its hash): {value}");
+            outln!("token (shown once; Chronicle keeps only its hash): {value}");
         }
         TokenCommand::List => {
             let records = match target {
@@ -158,7 +158,7 @@ async fn run(target: &Target, command: TokenCommand) -> anyhow::Result<()> {
                 }
             };
             if records.is_empty() {
-                println!("no tokens");
+                outln!("no tokens");
             }
             records.iter().for_each(print_record);
         }

@@ -18,6 +18,18 @@ pub(crate) fn run(args: &[&str]) -> Output {
     chronicle().args(args).output().unwrap()
 }
 
+/// Runs `chronicle ingest FILE --data DATA` and checks that it succeeded.
+pub(crate) fn ingest(file: &Path, data: &Path) -> Output {
+    let output = run(&[
+        "ingest",
+        file.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    output
+}
+
 pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -263,13 +275,7 @@ fn ingest_appends_a_file_and_stops_at_a_bad_line_keeping_what_came_before() {
     events[1_499] = small_history()[1_499].clone();
     let rest: Vec<Value> = events[1_000..].to_vec();
     let file = history_file(directory.path(), &rest);
-    let output = run(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+    let output = ingest(&file, &data);
     assert!(text(&output).contains(&format!("ingested {} events", total - 1_000)));
 
     let output = run(&["verify", "--data", data.to_str().unwrap()]);
@@ -564,13 +570,7 @@ fn search_prints_the_newest_hits_over_the_data_directory_and_through_a_server() 
         .unwrap()
         .to_owned();
     let file = history_file(directory.path(), &events);
-    let output = run(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+    ingest(&file, &data);
 
     let search = |extra: &[&str]| {
         let mut args = vec![
@@ -646,6 +646,41 @@ fn search_prints_the_newest_hits_over_the_data_directory_and_through_a_server() 
     assert!(server.stop().success());
 }
 
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly_and_logs_carry_no_escapes() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let file = history_file(directory.path(), &small_history());
+    ingest(&file, &data);
+    let workspace = small_history()
+        .iter()
+        .find_map(|event| event["workspace"].as_str().map(str::to_owned))
+        .unwrap();
+    // As `chronicle search … | head -n 0`: the reader is gone before the first line is written.
+    let mut child = chronicle()
+        .env("RUST_LOG", "info")
+        .args([
+            "search",
+            &workspace,
+            "type:machine.*",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("INFO"), "the log lines are there: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal escapes when standard error is not a terminal: {stderr}"
+    );
+}
 #[test]
 fn rebuild_runs_on_the_data_directory_and_inside_a_running_server() {
     let directory = tempfile::tempdir().unwrap();

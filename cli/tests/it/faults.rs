@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use crate::commands::{Server, admin_token, chronicle, run, text};
+use crate::commands::{Server, admin_token, chronicle, ingest, run, text};
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct Tmpfs {
@@ -211,13 +211,7 @@ fn ingested(directory: &Path, data: &Path) -> PathBuf {
     let file = directory.join("events.ndjson");
     let lines: Vec<String> = events.iter().map(Value::to_string).collect();
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let output = run(&[
-        "ingest",
-        file.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+    ingest(&file, data);
     data.join("chronicle.db")
 }
 

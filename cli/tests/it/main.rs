@@ -5,3 +5,4 @@ mod commands;
 mod crash;
 mod faults;
 mod postgres;
+mod readme;
