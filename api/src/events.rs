@@ -175,6 +175,20 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
         .map_err(|rejection| ApiError::bad_request("invalid_parameter", rejection.body_text()))
 }
 
+/// The largest log position there can be: positions are stored as signed 64-bit integers.
+pub(crate) const MAX_POSITION: u64 = i64::MAX as u64;
+
+/// Refuses a `min_position` no log can reach, before anything waits for it.
+pub(crate) fn min_position(value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(position) if position > MAX_POSITION => Err(ApiError::invalid_parameter(
+            "min_position",
+            format!("min_position is a log position, at most {MAX_POSITION}"),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// `GET /v1/events?after=P&limit=N`: the log after P.
 #[utoipa::path(get, path = "/v1/events", tag = "log", params(LogPage),
     description = "The log after a position (scope `admin`).",
@@ -253,6 +267,7 @@ pub(crate) struct StreamPage {
     from_version: Option<u64>,
     limit: Option<u32>,
     #[serde(default)]
+    #[param(inline)]
     direction: StreamDirection,
 }
 

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
-use crate::events::query;
+use crate::events::{min_position, query};
 use crate::search::{MIN_POSITION_WAIT, check_workspace, requester, time_range};
 use crate::server::AppState;
 
@@ -174,6 +174,7 @@ pub(crate) struct ExportParameters {
     /// `ndjson` (default), `csv` or `parquet`.
     format: Option<String>,
     /// Wait (up to 5 s) until the index has reached this log position.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     min_position: Option<u64>,
 }
 
@@ -200,7 +201,7 @@ pub(crate) async fn export(
     };
     let parsed = AuditQuery::parse(&parameters.q).map_err(SearchError::from)?;
     let place = state.exports.admit(&principal.token_id)?;
-    if let Some(position) = parameters.min_position {
+    if let Some(position) = min_position(parameters.min_position)? {
         state.search.wait_for(position, MIN_POSITION_WAIT).await?;
     }
     let request = SearchRequest {

@@ -54,6 +54,7 @@ pub(crate) struct ListParams {
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Wait (up to 5 s) until the model reflects this log position.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     min_position: Option<u64>,
     /// Answer as the model stood at a log position or an RFC 3339 time.
     as_of: Option<String>,
@@ -64,6 +65,7 @@ pub(crate) struct ListParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ItemParams {
     /// Wait (up to 5 s) until the model reflects this log position.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     min_position: Option<u64>,
     /// Answer as the model stood at a log position or an RFC 3339 time.
     as_of: Option<String>,
@@ -121,7 +123,7 @@ async fn moment(
         let place = state.as_of_folds.admit(&principal.token_id)?;
         return Ok((Some(as_of), Some(place)));
     }
-    if let Some(position) = min_position
+    if let Some(position) = crate::events::min_position(min_position)?
         && !state
             .projections
             .wait_for(model, position, CATCH_UP_WAIT)

@@ -12,6 +12,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chronicle_projections::{Model, Projections};
+use chronicle_search::SearchIndex;
+use chronicle_store::Store;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -40,8 +43,94 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
             })
             .expect("valid buckets")
             .install_recorder()
+            .map(|handle| {
+                describe_metrics();
+                handle
+            })
             .expect("no other metrics recorder is installed")
     })
+}
+
+/// Gives every metric family its `# HELP` text and unit.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "chronicle_http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by route, method and status"
+    );
+    describe_histogram!(
+        "chronicle_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request's head, by route, method and status"
+    );
+    describe_counter!(
+        "chronicle_appended_events_total",
+        Unit::Count,
+        "Events appended to the log"
+    );
+    describe_counter!(
+        "chronicle_append_id_rechecks_total",
+        Unit::Count,
+        "Appends whose event ids were checked again against the log after a conflict"
+    );
+    describe_histogram!(
+        "chronicle_commit_duration_seconds",
+        Unit::Seconds,
+        "Time to commit one group of appends"
+    );
+    describe_histogram!(
+        "chronicle_group_commit_events",
+        Unit::Count,
+        "Events per group commit"
+    );
+    describe_gauge!(
+        "chronicle_log_position",
+        Unit::Count,
+        "The position of the newest committed event"
+    );
+    describe_gauge!(
+        "chronicle_index_position",
+        Unit::Count,
+        "The log position the audit search index has reached"
+    );
+    describe_gauge!(
+        "chronicle_index_lag_events",
+        Unit::Count,
+        "Events committed to the log and not yet in the audit search index"
+    );
+    describe_gauge!(
+        "chronicle_projection_lag_events",
+        Unit::Count,
+        "Events committed to the log and not yet applied to a read model, by model"
+    );
+    describe_gauge!(
+        "chronicle_wal_frames",
+        Unit::Count,
+        "Frames in SQLite's write-ahead log at its last checkpoint (0 on PostgreSQL)"
+    );
+}
+
+/// Sets every gauge and counter from the state at start, so an idle server shows each family
+/// (an alert on `absent()` stays quiet) before its first append.
+pub(crate) fn publish_starting_values(
+    store: &Store,
+    search: &SearchIndex,
+    projections: &Projections,
+) {
+    prometheus();
+    let head = store.head().position;
+    metrics::gauge!("chronicle_log_position").set(head as f64);
+    let indexed = search.position();
+    metrics::gauge!("chronicle_index_position").set(indexed as f64);
+    metrics::gauge!("chronicle_index_lag_events").set(head.saturating_sub(indexed) as f64);
+    for model in Model::ALL {
+        let lag = head.saturating_sub(projections.position(model));
+        metrics::gauge!("chronicle_projection_lag_events", "model" => model.name()).set(lag as f64);
+    }
+    metrics::gauge!("chronicle_wal_frames").increment(0.0);
+    metrics::counter!("chronicle_appended_events_total").increment(0);
+    metrics::counter!("chronicle_append_id_rechecks_total").increment(0);
 }
 
 /// Drains histogram samples now and then, so memory stays flat between scrapes.

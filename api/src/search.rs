@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
-use crate::events::query;
+use crate::events::{min_position, query};
 use crate::server::AppState;
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -42,6 +42,7 @@ pub(crate) struct AuditParameters {
     to: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     min_position: Option<u64>,
     /// `type`, `day` or both, comma-separated.
     facets: Option<String>,
@@ -94,7 +95,7 @@ pub(crate) async fn audit(
         .transpose()?;
     let facets = facet_request(parameters.facets.as_deref())?;
     let parsed = AuditQuery::parse(&parameters.q).map_err(SearchError::from)?;
-    if let Some(position) = parameters.min_position {
+    if let Some(position) = min_position(parameters.min_position)? {
         state.search.wait_for(position, MIN_POSITION_WAIT).await?;
     }
 

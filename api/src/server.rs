@@ -345,6 +345,7 @@ impl Application {
         let projections = Projections::open(store.clone(), config.projections.clone())
             .await
             .map_err(std::io::Error::other)?;
+        observability::publish_starting_values(&store, &search, &projections);
         Ok(Application {
             listener,
             state: AppState::new(store, search, projections, config),

@@ -97,3 +97,97 @@ async fn a_caller_cannot_choose_a_long_request_id_or_a_new_metrics_label() {
     assert!(!metrics.contains("BREWCOFFEE"), "{metrics}");
     assert!(metrics.contains("method=\"other\""));
 }
+
+#[tokio::test]
+async fn an_idle_server_shows_every_gauge_and_counter_with_its_help() {
+    // nextest runs each test in a process of its own: nothing has been appended here.
+    let app = TestApp::spawn().await;
+    let metrics = app.metrics().await;
+    for family in [
+        "chronicle_log_position",
+        "chronicle_index_position",
+        "chronicle_index_lag_events",
+        "chronicle_projection_lag_events",
+        "chronicle_wal_frames",
+        "chronicle_appended_events_total",
+        "chronicle_append_id_rechecks_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP line:\n{metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with(family) && !line.starts_with('#')),
+            "{family} is absent on an idle server:\n{metrics}"
+        );
+    }
+    for model in [
+        "machines",
+        "sessions",
+        "schedules",
+        "runs",
+        "members",
+        "billing",
+        "activity",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "chronicle_projection_lag_events{{model=\"{model}\"}}"
+            )),
+            "{model}:\n{metrics}"
+        );
+    }
+    // Every family that appears has its HELP line.
+    let helped: Vec<&str> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let (status, _) = app.get("/v1/head").await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = app.metrics().await;
+    for line in metrics
+        .lines()
+        .filter(|line| line.starts_with("chronicle_"))
+    {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            helped.contains(&family) || metrics.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP line"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_min_position_no_log_can_reach_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/workspaces/ws_acme/machines",
+        "/v1/workspaces/ws_acme/machines/mch_1",
+        "/v1/workspaces/ws_acme/audit",
+        "/v1/workspaces/ws_acme/audit/export",
+    ] {
+        for position in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            // A wait would end in 503 `not_caught_up` after 5 s; the refusal is 400 at once.
+            let (status, answer) = app.get(&format!("{path}?min_position={position}")).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{path} {position}: {answer}"
+            );
+            assert_eq!(answer["error"]["code"], "invalid_parameter", "{answer}");
+        }
+    }
+}

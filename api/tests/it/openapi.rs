@@ -311,3 +311,34 @@ async fn real_answers_of_every_json_route_match_the_document() {
     assert_eq!(status, StatusCode::CONFLICT);
     check(&openapi, "post", "/v1/events", status, &body);
 }
+
+/// Collects every `$ref` of a JSON value.
+fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(target)) = object.get("$ref") {
+                found.push(target);
+            }
+            object.values().for_each(|inner| references(inner, found));
+        }
+        Value::Array(items) => items.iter().for_each(|inner| references(inner, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_of_the_document_resolves() {
+    let app = TestApp::spawn().await;
+    let openapi = document(&app).await;
+    let mut found = Vec::new();
+    references(&openapi, &mut found);
+    assert!(!found.is_empty());
+    let dangling: BTreeSet<&str> = found
+        .into_iter()
+        .filter(|target| {
+            let pointer = target.strip_prefix('#').unwrap_or(target);
+            openapi.pointer(pointer).is_none()
+        })
+        .collect();
+    assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+}
