@@ -43,10 +43,7 @@ pub(crate) fn prometheus() -> &'static PrometheusHandle {
             })
             .expect("valid buckets")
             .install_recorder()
-            .map(|handle| {
-                describe_metrics();
-                handle
-            })
+            .inspect(|_| describe_metrics())
             .expect("no other metrics recorder is installed")
     })
 }
