@@ -178,15 +178,24 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 /// The largest log position there can be: positions are stored as signed 64-bit integers.
 pub(crate) const MAX_POSITION: u64 = i64::MAX as u64;
 
-/// Refuses a `min_position` no log can reach, before anything waits for it.
-pub(crate) fn min_position(value: Option<u64>) -> Result<Option<u64>, ApiError> {
+/// Refuses a position parameter no log can reach (`min_position`, `after`), before anything
+/// waits for it or reads past it.
+pub(crate) fn log_position(
+    parameter: &'static str,
+    value: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     match value {
         Some(position) if position > MAX_POSITION => Err(ApiError::invalid_parameter(
-            "min_position",
-            format!("min_position is a log position, at most {MAX_POSITION}"),
+            parameter,
+            format!("{parameter} is a log position, at most {MAX_POSITION}"),
         )),
         other => Ok(other),
     }
+}
+
+/// [`log_position`] of `min_position`.
+pub(crate) fn min_position(value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    log_position("min_position", value)
 }
 
 /// `GET /v1/events?after=P&limit=N`: the log after P.
@@ -199,6 +208,7 @@ pub(crate) async fn read_log(
 ) -> Result<Json<LogAnswer>, ApiError> {
     let page = query(page)?;
     let limit = page_limit(page.limit)?;
+    log_position("after", Some(page.after))?;
     let events = state.store.read_all(page.after, limit).await?;
     let next = events.last().map_or(page.after, |event| event.position);
     Ok(Json(LogAnswer { events, next }))

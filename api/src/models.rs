@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
@@ -451,18 +452,28 @@ pub(crate) struct RebuildAnswer {
 
 /// `POST /v1/rebuild` (admin): rebuilds read models from the log into fresh tables while the
 /// old ones keep answering, then swaps them in; answers once the new tables serve.
-#[utoipa::path(post, path = "/v1/rebuild", tag = "read models", request_body = RebuildRequest,
-    description = "Rebuilds read models from the log with no downtime (scope `admin`, bound to no workspace).",
+#[utoipa::path(post, path = "/v1/rebuild", tag = "read models",
+    request_body(content = Option<RebuildRequest>, description = "The models to rebuild; no body rebuilds every one"),
+    description = "Rebuilds read models from the log with no downtime (scope `admin`, bound to no workspace). A body that is not a `RebuildRequest` is 400 `invalid_body`.",
     responses((status = 200, body = RebuildAnswer),
-        (status = 400, description = "An unknown model", body = ErrorBody),
+        (status = 400, description = "invalid_body, or invalid_model: an unknown model", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 429, description = "Past the token's rate", body = ErrorBody)))]
 pub(crate) async fn rebuild(
     State(state): State<AppState>,
-    body: Option<Json<RebuildRequest>>,
+    body: Bytes,
 ) -> Result<Json<RebuildAnswer>, ApiError> {
-    let Json(request) = body.unwrap_or_default();
+    let request: RebuildRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RebuildRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("expected {{\"models\": [NAME, …]}}: {error}"),
+            )
+        })?
+    };
     let models = if request.models.is_empty() {
         Model::ALL.to_vec()
     } else {

@@ -1,8 +1,13 @@
 //! `/openapi.json`, generated from the handlers' annotations, so it cannot drift from the code.
 
+use std::sync::OnceLock;
+
 use axum::Json;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+use chronicle_projections::Model;
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{
@@ -79,6 +84,113 @@ impl Modify for BearerToken {
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of every route", body = Object)))]
-pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn openapi_json() -> Json<Value> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
+}
+
+/// The generated document, with every parameter described as the server checks it.
+fn document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, operations) in paths {
+            let operations = operations
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut());
+            for operation in operations {
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                parameters.retain(|parameter| offered(path, parameter));
+                for parameter in parameters {
+                    describe_parameter(path, parameter);
+                }
+            }
+        }
+    }
+    describe_bodies(&mut document);
+    document
+}
+
+/// Describes request bodies' fields as the handlers check them.
+fn describe_bodies(document: &mut Value) {
+    let time = || json!({"type": "string", "format": "date-time", "pattern": format!("^{TIME}$")});
+    let schemas = &mut document["components"]["schemas"];
+    for field in ["from", "to"] {
+        schemas["EvidenceBody"]["properties"][field] = time();
+    }
+    let token = &mut schemas["CreateToken"]["properties"];
+    token["name"] = json!({"type": "string", "minLength": 1, "maxLength": 100});
+    token["workspace"] =
+        json!({"oneOf": [{"type": "null"}, segment("A-Za-z0-9_.-", "A-Za-z0-9_-", 64)]});
+    token["expires_at"] = json!({"oneOf": [{"type": "null"}, time()]});
+    token["scopes"]["minItems"] = json!(1);
+    let models: Vec<&str> = Model::ALL.iter().map(|model| model.name()).collect();
+    schemas["RebuildRequest"]["properties"]["models"]["items"] =
+        json!({"type": "string", "enum": models});
+}
+
+/// False for a read-model filter the list at `path` does not take: one list of parameters is
+/// declared for every model, each model takes its own (`Model::filters`).
+fn offered(path: &str, parameter: &Value) -> bool {
+    let name = parameter["name"].as_str().unwrap_or_default();
+    let list = path.rsplit('/').next().and_then(Model::from_name);
+    match list {
+        Some(model) if path.starts_with("/v1/workspaces/") && FILTERS.contains(&name) => {
+            model.filters().contains(&name)
+        }
+        _ => true,
+    }
+}
+
+/// The query parameters of the read-model lists that filter.
+const FILTERS: &[&str] = &[
+    "status", "os", "tag", "q", "machine", "actor", "state", "from", "to",
+];
+
+/// An RFC 3339 UTC time the server reads (days up to 28, so every one generated exists).
+const TIME: &str = "[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z";
+
+/// A name of 1 to `max` characters of `allowed`, at least one of them not a dot (a client
+/// would read `.` or `..` in a path as a step up the path).
+fn segment(allowed: &str, not_dot: &str, max: usize) -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": format!("^[{allowed}]*[{not_dot}][{allowed}]*$"),
+    })
+}
+
+/// Describes one parameter as `auth::validated_workspace` and the handlers check it: path
+/// segments by their rule, ids that are UUIDs as UUIDs, `limit` from 1 to 1,000, and a proof's
+/// positions as required.
+fn describe_parameter(path: &str, parameter: &mut Value) {
+    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+    let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+    let uuid_id = path.contains("/events/{id}") || path.contains("/webhooks/{id}");
+    let schema = match (place.as_str(), name.as_str()) {
+        (_, "workspace") => Some(segment("A-Za-z0-9_.-", "A-Za-z0-9_-", 64)),
+        ("path", "stream") => Some(segment("!-.0-~", "!--0-~", 200)),
+        ("path", "id") if uuid_id => Some(json!({"type": "string", "format": "uuid",
+            "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"})),
+        ("path", "id") => Some(segment("!-~", "!--/-~", 128)),
+        ("query", "limit") => Some(json!({"type": "integer", "minimum": 1, "maximum": 1_000})),
+        ("query", "from" | "to") if !path.contains("/proofs/") => {
+            Some(json!({"type": "string", "format": "date-time", "pattern": format!("^{TIME}$")}))
+        }
+        ("query", "as_of") => Some(json!({"type": "string",
+            "pattern": format!("^([0-9]{{1,18}}|{TIME})$")})),
+        _ => None,
+    };
+    if let Some(schema) = schema {
+        parameter["schema"] = schema;
+    }
+    if place == "query" && path.contains("/proofs/") {
+        parameter["required"] = json!(true);
+    }
 }

@@ -79,6 +79,11 @@ impl Model {
         with_model!(self, M => M::NAME)
     }
 
+    /// Returns the query parameters a list of this model may be filtered by.
+    pub fn filters(self) -> &'static [&'static str] {
+        with_model!(self, M => M::FILTERS)
+    }
+
     /// Returns the model of this name.
     pub fn from_name(name: &str) -> Option<Model> {
         Model::ALL.into_iter().find(|model| model.name() == name)
@@ -111,6 +116,8 @@ pub(crate) trait SqlModel: ReadModel {
     const APPEND_ONLY: bool = false;
     /// The filter columns after `key, workspace, sort, doc`.
     const COLUMNS: &'static [&'static str];
+    /// The query parameters a list of this model may be filtered by.
+    const FILTERS: &'static [&'static str];
 
     /// Returns the list order of a row (unique, since it ends with the key).
     fn sort_key(key: &str, row: &Self::Row) -> String;
@@ -156,22 +163,22 @@ fn like_escaped(text: &str) -> String {
 struct ConditionBuilder<'a> {
     filters: &'a Filters,
     model: &'static str,
-    taken: Vec<&'static str>,
+    /// The model's [`SqlModel::FILTERS`]: any other parameter given is refused.
+    allowed: &'static [&'static str],
     conditions: Vec<Condition>,
 }
 
 impl<'a> ConditionBuilder<'a> {
-    fn new(filters: &'a Filters, model: &'static str) -> Self {
+    fn new(filters: &'a Filters, model: &'static str, allowed: &'static [&'static str]) -> Self {
         ConditionBuilder {
             filters,
             model,
-            taken: Vec::new(),
+            allowed,
             conditions: Vec::new(),
         }
     }
 
     fn equal(mut self, parameter: &'static str, sql: &'static str) -> Self {
-        self.taken.push(parameter);
         if let Some(value) = self.filters.get(parameter) {
             self.conditions.push(Condition {
                 sql,
@@ -182,7 +189,6 @@ impl<'a> ConditionBuilder<'a> {
     }
 
     fn listed(mut self, parameter: &'static str, sql: &'static str) -> Self {
-        self.taken.push(parameter);
         if let Some(value) = self.filters.get(parameter) {
             self.conditions.push(Condition {
                 sql,
@@ -194,7 +200,6 @@ impl<'a> ConditionBuilder<'a> {
 
     fn time_range(mut self) -> Result<Self, ProjectionError> {
         for (parameter, sql) in [("from", "at >= ?"), ("to", "at < ?")] {
-            self.taken.push(parameter);
             if let Some(value) = self.filters.get(parameter) {
                 let time = parse_timestamp(value).map_err(|_| {
                     ProjectionError::invalid(
@@ -214,7 +219,7 @@ impl<'a> ConditionBuilder<'a> {
 
     fn finish(self) -> Result<Vec<Condition>, ProjectionError> {
         if let Some(parameter) = Filters::PARAMETERS.iter().find(|parameter| {
-            !self.taken.contains(parameter) && self.filters.get(parameter).is_some()
+            !self.allowed.contains(parameter) && self.filters.get(parameter).is_some()
         }) {
             return Err(ProjectionError::invalid(
                 parameter,
@@ -228,6 +233,7 @@ impl<'a> ConditionBuilder<'a> {
 impl SqlModel for Machines {
     const DESCENDING: bool = false;
     const COLUMNS: &'static [&'static str] = &["status", "os", "tags", "search"];
+    const FILTERS: &'static [&'static str] = &["status", "os", "tag", "q"];
 
     fn sort_key(key: &str, _row: &Self::Row) -> String {
         key.to_owned()
@@ -243,11 +249,10 @@ impl SqlModel for Machines {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        let mut builder = ConditionBuilder::new(filters, Self::NAME)
+        let mut builder = ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("status", "status = ?")
             .equal("os", "os = ?")
             .listed("tag", "tags LIKE ? ESCAPE '\\'");
-        builder.taken.push("q");
         if let Some(q) = filters.get("q") {
             builder.conditions.push(Condition {
                 sql: "search LIKE ? ESCAPE '\\'",
@@ -261,6 +266,7 @@ impl SqlModel for Machines {
 impl SqlModel for Sessions {
     const DESCENDING: bool = true;
     const COLUMNS: &'static [&'static str] = &["machine", "actor", "state", "at"];
+    const FILTERS: &'static [&'static str] = &["machine", "actor", "state", "from", "to"];
 
     fn sort_key(key: &str, row: &Self::Row) -> String {
         time_sort_key(&row.opened_at, key)
@@ -276,7 +282,7 @@ impl SqlModel for Sessions {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        ConditionBuilder::new(filters, Self::NAME)
+        ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("machine", "machine = ?")
             .equal("actor", "actor = ?")
             .equal("state", "state = ?")
@@ -288,6 +294,7 @@ impl SqlModel for Sessions {
 impl SqlModel for Schedules {
     const DESCENDING: bool = false;
     const COLUMNS: &'static [&'static str] = &["status"];
+    const FILTERS: &'static [&'static str] = &["status"];
 
     fn sort_key(key: &str, _row: &Self::Row) -> String {
         key.to_owned()
@@ -298,7 +305,7 @@ impl SqlModel for Schedules {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        ConditionBuilder::new(filters, Self::NAME)
+        ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("status", "status = ?")
             .finish()
     }
@@ -307,6 +314,7 @@ impl SqlModel for Schedules {
 impl SqlModel for Runs {
     const DESCENDING: bool = true;
     const COLUMNS: &'static [&'static str] = &["schedule", "status", "machines", "at"];
+    const FILTERS: &'static [&'static str] = &["status", "machine", "from", "to"];
 
     fn sort_key(key: &str, row: &Self::Row) -> String {
         time_sort_key(&row.queued_at, key)
@@ -322,7 +330,7 @@ impl SqlModel for Runs {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        let mut builder = ConditionBuilder::new(filters, Self::NAME)
+        let mut builder = ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("status", "status = ?")
             .listed("machine", "machines LIKE ? ESCAPE '\\'")
             .time_range()?;
@@ -339,6 +347,7 @@ impl SqlModel for Runs {
 impl SqlModel for Members {
     const DESCENDING: bool = false;
     const COLUMNS: &'static [&'static str] = &["status", "role"];
+    const FILTERS: &'static [&'static str] = &["status"];
 
     fn sort_key(key: &str, _row: &Self::Row) -> String {
         key.to_owned()
@@ -353,7 +362,7 @@ impl SqlModel for Members {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        ConditionBuilder::new(filters, Self::NAME)
+        ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("status", "status = ?")
             .finish()
     }
@@ -362,6 +371,7 @@ impl SqlModel for Members {
 impl SqlModel for BillingModel {
     const DESCENDING: bool = false;
     const COLUMNS: &'static [&'static str] = &[];
+    const FILTERS: &'static [&'static str] = &[];
 
     fn sort_key(key: &str, _row: &Self::Row) -> String {
         key.to_owned()
@@ -372,7 +382,7 @@ impl SqlModel for BillingModel {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        ConditionBuilder::new(filters, Self::NAME).finish()
+        ConditionBuilder::new(filters, Self::NAME, Self::FILTERS).finish()
     }
 }
 
@@ -380,6 +390,7 @@ impl SqlModel for ActivityFeed {
     const DESCENDING: bool = true;
     const APPEND_ONLY: bool = true;
     const COLUMNS: &'static [&'static str] = &["actor", "at"];
+    const FILTERS: &'static [&'static str] = &["actor", "from", "to"];
 
     fn sort_key(key: &str, _row: &Self::Row) -> String {
         key.to_owned()
@@ -393,9 +404,51 @@ impl SqlModel for ActivityFeed {
     }
 
     fn conditions(filters: &Filters) -> Result<Vec<Condition>, ProjectionError> {
-        ConditionBuilder::new(filters, Self::NAME)
+        ConditionBuilder::new(filters, Self::NAME, Self::FILTERS)
             .equal("actor", "actor = ?")
             .time_range()?
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    /// Filters with one parameter set to a value it accepts.
+    fn only(parameter: &str) -> Filters {
+        let value = Some(match parameter {
+            "from" | "to" => "2026-01-01T00:00:00Z".to_owned(),
+            _ => "x".to_owned(),
+        });
+        let mut filters = Filters::default();
+        match parameter {
+            "status" => filters.status = value,
+            "os" => filters.os = value,
+            "tag" => filters.tag = value,
+            "q" => filters.q = value,
+            "machine" => filters.machine = value,
+            "actor" => filters.actor = value,
+            "state" => filters.state = value,
+            "from" => filters.from = value,
+            "to" => filters.to = value,
+            other => panic!("no filter {other}"),
+        }
+        filters
+    }
+
+    #[test]
+    fn each_model_filters_by_exactly_the_parameters_it_declares() {
+        for model in Model::ALL {
+            for &parameter in Filters::PARAMETERS {
+                let conditions = with_model!(model, M => M::conditions(&only(parameter)));
+                if model.filters().contains(&parameter) {
+                    let conditions = conditions.unwrap();
+                    assert_eq!(conditions.len(), 1, "{} by {parameter}", model.name());
+                } else {
+                    assert!(conditions.is_err(), "{} by {parameter}", model.name());
+                }
+            }
+        }
     }
 }

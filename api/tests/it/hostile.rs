@@ -191,3 +191,24 @@ async fn a_min_position_no_log_can_reach_is_refused_at_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_rebuild_body_that_is_not_json_is_a_json_400_and_after_past_any_log_is_refused() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/v1/rebuild"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("\u{0}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "invalid_body", "{answer}");
+    let (status, answer) = app.get("/v1/events?after=9223372036854775808").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["parameter"], "after");
+}

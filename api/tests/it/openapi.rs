@@ -342,3 +342,44 @@ async fn every_reference_of_the_document_resolves() {
         .collect();
     assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
 }
+
+#[tokio::test]
+async fn each_list_documents_the_filters_it_takes_and_segments_their_rule() {
+    let app = TestApp::spawn().await;
+    let openapi = document(&app).await;
+    let names = |path: &str| -> Vec<String> {
+        openapi["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|parameter| parameter["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sessions = names("/v1/workspaces/{workspace}/sessions");
+    assert!(
+        sessions.contains(&"machine".to_owned()) && !sessions.contains(&"os".to_owned()),
+        "{sessions:?}"
+    );
+    let machines = names("/v1/workspaces/{workspace}/machines");
+    assert!(
+        machines.contains(&"os".to_owned()) && !machines.contains(&"actor".to_owned()),
+        "{machines:?}"
+    );
+    // An unlisted filter is refused, a listed one taken.
+    let (status, _) = app.get("/v1/workspaces/ws_acme/sessions?os=linux").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "ws_acme has no events yet");
+    app.append(vec![registered("ws_acme", "mch_1")]).await;
+    let (status, answer) = app.get("/v1/workspaces/ws_acme/sessions?os=linux").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, _) = app
+        .get("/v1/workspaces/ws_acme/sessions?machine=mch_1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let workspace = &openapi["paths"]["/v1/workspaces/{workspace}/machines"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "workspace")
+        .unwrap()["schema"];
+    assert_eq!(workspace["maxLength"], 64, "{workspace}");
+}
