@@ -175,10 +175,10 @@ fn describe_parameter(path: &str, parameter: &mut Value) {
     let uuid_id = path.contains("/events/{id}") || path.contains("/webhooks/{id}");
     let schema = match (place.as_str(), name.as_str()) {
         (_, "workspace") => Some(segment("A-Za-z0-9_.-", "A-Za-z0-9_-", 64)),
-        ("path", "stream") => Some(segment("!-.0-~", "!--0-~", 200)),
+        ("path", "stream") => Some(segment("!-.0-~", "!-,\\-0-~", 200)),
         ("path", "id") if uuid_id => Some(json!({"type": "string", "format": "uuid",
             "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"})),
-        ("path", "id") => Some(segment("!-~", "!--/-~", 128)),
+        ("path", "id") => Some(segment("!-~", "!-,\\-/-~", 128)),
         ("query", "limit") => Some(json!({"type": "integer", "minimum": 1, "maximum": 1_000})),
         ("query", "from" | "to") if !path.contains("/proofs/") => {
             Some(json!({"type": "string", "format": "date-time", "pattern": format!("^{TIME}$")}))
