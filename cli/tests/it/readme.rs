@@ -1,6 +1,7 @@
-//! The README's commands, run as written against the demo server a new user starts.
+//! The README's commands, and those of `docs/integrity.md`, run as written against the demo
+//! server a new user starts.
 //!
-//! Every ```` ```sh ```` block from "Use it" on runs, in order, in one bash session (`set -euo
+//! Every ```` ```sh ```` block (of the README from "Use it" on) runs, in order, in one bash session (`set -euo
 //! pipefail`) in a fresh directory while `chronicle demo` serves `./chronicle-data`; then every
 //! ```` ```sh server-stopped ```` block runs, in order, once the server has stopped. Blocks
 //! marked ```` ```shell ```` (the server itself, the test command, PostgreSQL) are not run.
@@ -135,18 +136,28 @@ fn wait_until_caught_up(url: &str) {
     }
 }
 
+/// The documents whose commands are run, each from the heading where its commands start.
+const DOCUMENTS: &[(&str, &str)] = &[("README.md", "## Use it"), ("docs/integrity.md", "# ")];
+
 #[test]
 fn the_readmes_commands_work_as_written_against_the_demo() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let blocks = blocks_from(&readme, "## Use it");
-    assert!(
-        blocks
-            .iter()
-            .all(|(info, _)| ["sh", "sh server-stopped", "shell"].contains(&info.as_str())),
-        "every block after `## Use it` is `sh`, `sh server-stopped` or `shell`: {:?}",
-        blocks.iter().map(|(info, _)| info).collect::<Vec<_>>()
-    );
+    let documents: Vec<(&str, Vec<(String, String)>)> = DOCUMENTS
+        .iter()
+        .map(|(file, from)| {
+            let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            (*file, blocks_from(&text, from))
+        })
+        .collect();
+    for (file, blocks) in &documents {
+        assert!(
+            blocks
+                .iter()
+                .all(|(info, _)| ["sh", "sh server-stopped", "shell"].contains(&info.as_str())),
+            "every block of {file} is `sh`, `sh server-stopped` or `shell`: {:?}",
+            blocks.iter().map(|(info, _)| info).collect::<Vec<_>>()
+        );
+    }
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("chronicle-data");
     let server = Server::start(&[
@@ -158,15 +169,17 @@ fn the_readmes_commands_work_as_written_against_the_demo() {
     ]);
     let address = server.url.trim_start_matches("http://").to_owned();
     wait_until_caught_up(&server.url);
-    run_script(
-        directory.path(),
-        &script(&blocks, "sh", &address),
-        "server running",
-    );
+    for (file, blocks) in &documents {
+        let what = format!("{file}, server running");
+        run_script(directory.path(), &script(blocks, "sh", &address), &what);
+    }
     assert!(server.stop().success());
-    run_script(
-        directory.path(),
-        &script(&blocks, "sh server-stopped", &address),
-        "server stopped",
-    );
+    for (file, blocks) in &documents {
+        let what = format!("{file}, server stopped");
+        run_script(
+            directory.path(),
+            &script(blocks, "sh server-stopped", &address),
+            &what,
+        );
+    }
 }
