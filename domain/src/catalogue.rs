@@ -1379,6 +1379,43 @@ pub fn is_reserved(event_type: &str) -> bool {
 // Parsing and error wording
 // ---------------------------------------------------------------------------------------------
 
+/// The integer a float holds exactly (`3489.0`), if any.
+fn integral(number: &serde_json::Number) -> Option<Value> {
+    let float = number.as_f64().filter(|_| number.is_f64())?;
+    if float.fract() != 0.0 || float.abs() >= 9_007_199_254_740_992.0 {
+        return None;
+    }
+    Some(Value::from(float as i64))
+}
+
+fn holds_integral_float(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => integral(number).is_some(),
+        Value::Array(items) => items.iter().any(holds_integral_float),
+        Value::Object(object) => object.values().any(holds_integral_float),
+        _ => false,
+    }
+}
+
+fn with_integral_floats_as_integers(value: Value) -> Value {
+    match value {
+        Value::Number(number) => integral(&number).unwrap_or(Value::Number(number)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(with_integral_floats_as_integers)
+                .collect(),
+        ),
+        Value::Object(object) => Value::Object(
+            object
+                .into_iter()
+                .map(|(key, value)| (key, with_integral_floats_as_integers(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 fn parse_typed<T: DeserializeOwned>(data: &Value) -> Result<T, DataError> {
     // Checked up front because serde_json would otherwise read a struct from an array of its
     // field values in order.
@@ -1388,6 +1425,14 @@ fn parse_typed<T: DeserializeOwned>(data: &Value) -> Result<T, DataError> {
             format!("expected an object, found {}", json_kind(data)),
         ));
     }
+    // JSON Schema judges numbers by value: `3489.0` is an integer. So does the catalogue.
+    let normalized;
+    let data = if holds_integral_float(data) {
+        normalized = with_integral_floats_as_integers(data.clone());
+        &normalized
+    } else {
+        data
+    };
     serde_path_to_error::deserialize(data).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -1572,6 +1617,27 @@ mod tests {
     }
 
     /// Returns the minimal example of `event_type` with `edits` applied at top level.
+    #[test]
+    fn numbers_are_judged_by_value_as_json_schema_judges_them() {
+        let whole = example_with("billing.usage_recorded", json!({"quantity": 3489.0}));
+        assert!(
+            parse_data("billing.usage_recorded", &whole).is_ok(),
+            "3489.0 is an integer"
+        );
+        let nested = example_with("billing.refund_issued", json!({"amount_cents": 1.2e3}));
+        assert!(
+            parse_data("billing.refund_issued", &nested).is_ok(),
+            "1.2e3 is 1200"
+        );
+        for (fraction, field) in [(json!(3489.5), "quantity"), (json!(1e300), "quantity")] {
+            let data = example_with("billing.usage_recorded", json!({field: fraction}));
+            assert!(
+                parse_data("billing.usage_recorded", &data).is_err(),
+                "{data}"
+            );
+        }
+    }
+
     fn example_with(event_type: &str, edits: Value) -> Value {
         let mut data = example(event_type);
         for (key, value) in edits.as_object().unwrap() {
