@@ -1116,6 +1116,14 @@ pub struct AuditReplayed {
     pub transport: ReplayTransport,
 }
 
+/// `audit.signing_key_rotated`: the server started with a new checkpoint signing key next to
+/// checkpoints signed by another (`--rotate-signing-key`); recorded in every workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditSigningKeyRotated {
+    /// The new note verifier key, `NAME+KEYID+BASE64`: checkpoints from here on verify with it.
+    pub key: String,
+}
+
 /// Refuses a range whose end comes before its start; the error names the end field.
 fn check_time_range(
     start: Option<&Timestamp>,
@@ -1150,7 +1158,8 @@ macro_rules! catalogue {
         /// Returns the stream kind an event type belongs in: "workspace", "member" (member.* and
         /// permission.*), "machine", "session", "schedule", "billing", "account" (auth.* and
         /// account.*), "token", "share" (share_link.*), "audit" (audit.searched,
-        /// audit.exported, evidence.exported, audit.replayed), or `None` for an unknown type.
+        /// audit.exported, evidence.exported, audit.replayed, audit.signing_key_rotated), or
+        /// `None` for an unknown type.
         pub fn stream_kind(event_type: &str) -> Option<&'static str> {
             match event_type {
                 $( $($name)|* => Some($kind), )*
@@ -1365,11 +1374,14 @@ catalogue! {
         "audit.replayed" => AuditReplayed {
             "after": 0, "types": [], "count": 40000, "transport": "sse"
         },
+        "audit.signing_key_rotated" => AuditSigningKeyRotated {
+            "key": "chronicle.local+1a2b3c4d+AQ"
+        },
     }
 }
 
 /// Returns true for the types only Chronicle itself may append (audit.searched, audit.exported,
-/// evidence.exported, audit.replayed).
+/// evidence.exported, audit.replayed, audit.signing_key_rotated).
 pub fn is_reserved(event_type: &str) -> bool {
     // The audit stream holds exactly the events Chronicle appends about its own use.
     stream_kind(event_type) == Some("audit")
@@ -1576,6 +1588,7 @@ mod tests {
 - `audit.exported` {query, format, [from], [to], count}
 - `evidence.exported` {from, to, count, tree_size}
 - `audit.replayed` {after, types, count, transport}
+- `audit.signing_key_rotated` {key}
 "#;
 
     /// Returns the type names of [`DOMAIN_CATALOGUE`] in order, with their field lists: the
@@ -1669,7 +1682,7 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(EVENT_TYPES, documented.as_slice());
-        assert_eq!(EVENT_TYPES.len(), 73);
+        assert_eq!(EVENT_TYPES.len(), 74);
         let unique: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
         assert_eq!(unique.len(), EVENT_TYPES.len(), "duplicate event type");
     }
@@ -1791,7 +1804,8 @@ mod tests {
                 "audit.searched",
                 "audit.exported",
                 "evidence.exported",
-                "audit.replayed"
+                "audit.replayed",
+                "audit.signing_key_rotated"
             ]
         );
         assert!(!is_reserved("audit.unknown"));

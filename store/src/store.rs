@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chronicle_domain::{MAX_LEAF_DATA_BYTES, PreparedEvent, RecordedEvent};
+use chronicle_domain::{
+    Actor, ActorKind, Context, ExpectedVersion, MAX_LEAF_DATA_BYTES, NewEvent, PreparedEvent,
+    RecordedEvent, SUBMITTED_BY_CHRONICLE, format_timestamp,
+};
 use serde::Serialize;
 use sqlx::AnyPool;
+use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -146,7 +150,8 @@ impl Store {
             )
             .await?;
 
-        check_signing_key(&readers, &config.signer, config.rotate_signing_key).await?;
+        let rotated =
+            check_signing_key(&readers, &config.signer, config.rotate_signing_key).await?;
         let verifier_key = Arc::from(config.signer.verifier_key());
         let signing = Signing {
             signer: config.signer,
@@ -171,7 +176,7 @@ impl Store {
             }
             Backend::Sqlite(_) => tasks.push(crate::wal::spawn(&backend, head.clone()).await?),
         }
-        Ok(Store {
+        let store = Store {
             commands,
             readers,
             side_writer,
@@ -179,7 +184,11 @@ impl Store {
             tasks: Arc::new(Mutex::new(tasks)),
             verifier_key,
             backend: Arc::new(backend),
-        })
+        };
+        if rotated {
+            record_rotation(&store).await?;
+        }
+        Ok(store)
     }
 
     /// Appends one atomic batch: every event or none. Events repeated with the same id and
@@ -411,25 +420,60 @@ async fn check_signing_key(
     readers: &AnyPool,
     signer: &NoteSigner,
     rotate: bool,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let newest: Option<String> =
         sqlx::query_scalar("SELECT note FROM checkpoints ORDER BY signed_at DESC LIMIT 1")
             .fetch_optional(readers)
             .await?;
     let Some(note) = newest else {
-        return Ok(());
+        return Ok(false);
     };
     let verifier = NoteVerifier::parse(&signer.verifier_key())
         .map_err(|error| StoreError::Checkpoint(error.to_string()))?;
     if open_signed_checkpoint(&note, &verifier).is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     if rotate {
         tracing::warn!(
             key = %signer.verifier_key(),
             "the signing key changed: checkpoints are signed with the new key from now on"
         );
-        return Ok(());
+        return Ok(true);
     }
     Err(StoreError::SigningKeyChanged(signer.verifier_key()))
+}
+
+/// Records a signing key rotation as `audit.signing_key_rotated` in the audit stream of every
+/// workspace, so each workspace's reviewers see why its checkpoints verify with another key.
+async fn record_rotation(store: &Store) -> Result<(), StoreError> {
+    let workspaces: Vec<String> = sqlx::query_scalar("SELECT name FROM workspaces ORDER BY name")
+        .fetch_all(&store.readers)
+        .await?;
+    let occurred_at = format_timestamp(OffsetDateTime::now_utc());
+    let rotations = workspaces
+        .into_iter()
+        .map(|workspace| {
+            let event = NewEvent {
+                id: Uuid::now_v7(),
+                stream: format!("audit-{workspace}"),
+                event_type: "audit.signing_key_rotated".into(),
+                workspace: Some(workspace),
+                occurred_at: occurred_at.clone(),
+                actor: Actor {
+                    kind: ActorKind::System,
+                    id: SUBMITTED_BY_CHRONICLE.into(),
+                    name: Some("checkpoint signer".into()),
+                },
+                context: Context::default(),
+                data: serde_json::json!({"key": store.verifier_key()}),
+                expected_version: ExpectedVersion::Any,
+                submitted_by: None,
+            };
+            PreparedEvent::new(event, SUBMITTED_BY_CHRONICLE)
+        })
+        .collect::<Vec<_>>();
+    if !rotations.is_empty() {
+        store.append(rotations).await?;
+    }
+    Ok(())
 }

@@ -903,4 +903,25 @@ fn a_missing_signing_key_next_to_signed_checkpoints_is_refused_unless_rotated() 
         "after the rotation the new key signs: {}",
         text(&output)
     );
+
+    // The rotation is recorded in each workspace, naming the new key.
+    let workspaces: std::collections::BTreeSet<String> = small_history()[..20]
+        .iter()
+        .filter_map(|event| event["workspace"].as_str().map(str::to_owned))
+        .collect();
+    let key = std::fs::read_to_string(data.join("signing-key")).unwrap();
+    let key_id = key.split('+').nth(3).unwrap();
+    for workspace in &workspaces {
+        let output = run(&[
+            "search",
+            workspace,
+            "type:audit.signing_key_rotated",
+            "--data",
+            data_arg,
+        ]);
+        let printed = text(&output);
+        assert!(output.status.success(), "{printed}");
+        assert!(printed.contains("1 of 1 hits"), "{workspace}: {printed}");
+        assert!(printed.contains(key_id), "the new key is named: {printed}");
+    }
 }
