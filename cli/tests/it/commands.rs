@@ -925,3 +925,53 @@ fn a_missing_signing_key_next_to_signed_checkpoints_is_refused_unless_rotated() 
         assert!(printed.contains(key_id), "the new key is named: {printed}");
     }
 }
+
+/// A hostile server on loopback answering each path with a fixed body; serves until dropped.
+fn hostile_server(answers: Vec<(&'static str, String)>) -> String {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 8192];
+            let read = stream.read(&mut request).unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..read]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let body = answers
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix))
+                .map_or_else(String::new, |(_, body)| body.clone());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn verify_url_refuses_a_log_checkpoint_signed_under_another_origin() {
+    use chronicle_store::checkpoint::{Checkpoint, NoteSigner};
+    let signer = NoteSigner::generate("chronicle.test");
+    // Signed by the very key the server hands out, but for a workspace's tree, not the log's.
+    let note = signer.sign(&Checkpoint {
+        origin: "chronicle.test/workspaces/ws_acme".into(),
+        size: 0,
+        root: chronicle_domain::merkle::empty_root(),
+    });
+    let url = hostile_server(vec![
+        ("/v1/public-key", format!("{}\n", signer.verifier_key())),
+        ("/v1/checkpoint", note),
+        ("/v1/events", r#"{"events": [], "next": 0}"#.to_owned()),
+    ]);
+    let output = run(&["verify", "--url", &url, "--token", "any"]);
+    let said = text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("the log's checkpoint is of `chronicle.test/workspaces/ws_acme`"),
+        "{said}"
+    );
+}
