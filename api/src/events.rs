@@ -94,6 +94,7 @@ fn prepare_batch(
     submitter: &str,
 ) -> Result<Vec<PreparedEvent>, ApiError> {
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Batch {
         events: Vec<Value>,
     }

@@ -116,8 +116,47 @@ fn document() -> Value {
     document
 }
 
+/// The body of `POST /v1/events`: the envelope as `NewEvent::from_json` reads it. The
+/// `data` of each type is the catalogue's.
+fn append_body() -> Value {
+    let types: Vec<&str> = chronicle_domain::catalogue::EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|event_type| !chronicle_domain::catalogue::is_reserved(event_type))
+        .collect();
+    let time = json!({"type": "string", "format": "date-time", "pattern": format!("^{TIME}$")});
+    json!({
+        "type": "object",
+        "required": ["events"],
+        "additionalProperties": false,
+        "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
+            "type": "object",
+            "description": "One event to append. Chronicle assigns position, stream_version, workspace_seq, recorded_at, submitted_by and leaf_hash.",
+            "required": ["stream", "type", "occurred_at", "actor", "data"],
+            "additionalProperties": false,
+            "properties": {
+                "id": {"type": "string", "format": "uuid", "description": "Makes a retry idempotent; a UUID v7 is assigned when absent"},
+                "stream": {"type": "string", "description": "`KIND-ID`, the kind the type belongs in (`machine-mch_9` for machine.*)"},
+                "type": {"type": "string", "enum": types},
+                "workspace": {"oneOf": [{"type": "null"}, segment("A-Za-z0-9_.-", "A-Za-z0-9_-", 64)]},
+                "occurred_at": time,
+                "actor": {"$ref": "#/components/schemas/Actor"},
+                "context": {"$ref": "#/components/schemas/Context"},
+                "data": {"type": "object", "description": "The type's fields, as the event catalogue defines them"},
+                "expected_version": {"oneOf": [
+                    {"type": "null"},
+                    {"type": "string", "enum": ["any", "no_stream", "exists"]},
+                    {"type": "integer", "minimum": 0}
+                ]}
+            }
+        }}}
+    })
+}
+
 /// Describes request bodies' fields as the handlers check them.
 fn describe_bodies(document: &mut Value) {
+    document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+        append_body();
     let time = || json!({"type": "string", "format": "date-time", "pattern": format!("^{TIME}$")});
     let schemas = &mut document["components"]["schemas"];
     for field in ["from", "to"] {

@@ -383,3 +383,53 @@ async fn each_list_documents_the_filters_it_takes_and_segments_their_rule() {
         .unwrap()["schema"];
     assert_eq!(workspace["maxLength"], 64, "{workspace}");
 }
+
+#[tokio::test]
+async fn the_append_body_is_described_so_a_client_can_be_generated_from_it() {
+    let app = TestApp::spawn().await;
+    let openapi = document(&app).await;
+    let schema = &openapi["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": openapi["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let batch =
+        json!({"events": [registered("ws_acme", "mch_1"), renamed("ws_acme", "mch_1", "web-02")]});
+    let errors: Vec<String> = validator
+        .iter_errors(&batch)
+        .map(|error| error.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (status, answer) = app
+        .append(batch["events"].as_array().unwrap().clone())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the described body is what the server takes: {answer}"
+    );
+    for refused in [
+        json!({"events": []}),
+        json!({"events": [{"stream": "machine-mch_1"}]}),
+        json!({"events": [registered("ws_acme", "mch_2")], "extra": 1}),
+        {
+            let mut event = registered("ws_acme", "mch_2");
+            event["type"] = json!("audit.searched");
+            json!({"events": [event]})
+        },
+    ] {
+        assert!(
+            !validator.is_valid(&refused),
+            "described as valid: {refused}"
+        );
+        let (status, _) = app.post_json("/v1/events", &refused).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "the server refuses it too: {refused}"
+        );
+    }
+}
