@@ -234,6 +234,26 @@ struct LiveRequest {
     transport: ReplayTransport,
 }
 
+impl LiveRequest {
+    fn new(
+        workspace: String,
+        principal: Principal,
+        connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+        headers: HeaderMap,
+        live: Result<Query<LiveQuery>, QueryRejection>,
+        transport: ReplayTransport,
+    ) -> LiveRequest {
+        LiveRequest {
+            workspace,
+            token_id: principal.token_id.clone(),
+            requester: requester(principal, connection, &headers),
+            headers,
+            live,
+            transport,
+        }
+    }
+}
+
 /// Builds the follower a live request asks for: from `Last-Event-ID` when present, else
 /// `after`, else the start of the workspace. A replay of more than
 /// [`REPLAY_RECORDED_ABOVE`](crate::export::REPLAY_RECORDED_ABOVE) past events is recorded
@@ -304,14 +324,14 @@ pub(crate) async fn server_sent_events(
     headers: HeaderMap,
     live: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let request = LiveRequest {
+    let request = LiveRequest::new(
         workspace,
-        token_id: principal.token_id.clone(),
-        requester: requester(principal, connection, &headers),
+        principal,
+        connection,
         headers,
         live,
-        transport: ReplayTransport::Sse,
-    };
+        ReplayTransport::Sse,
+    );
     let follower = follower(&state, request).await?;
     let frames = Box::pin(futures::stream::unfold(
         follower,
@@ -393,14 +413,14 @@ pub(crate) async fn websocket(
             rejection.body_text(),
         )
     })?;
-    let request = LiveRequest {
+    let request = LiveRequest::new(
         workspace,
-        token_id: principal.token_id.clone(),
-        requester: requester(principal, connection, &headers),
+        principal,
+        connection,
         headers,
         live,
-        transport: ReplayTransport::Websocket,
-    };
+        ReplayTransport::Websocket,
+    );
     let follower = follower(&state, request).await?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)

@@ -43,9 +43,6 @@ impl SentIndex {
     }
 }
 
-/// The most `machine.moved` events one batch may hold: each reads its machine's stream.
-pub(crate) const MAX_MOVES_PER_BATCH: usize = 100;
-
 /// Adds the arrival of every `machine.moved` of the batch. A destination the token may not
 /// append in is the same 404 as any other workspace it cannot see.
 pub(crate) async fn with_arrivals(
@@ -60,16 +57,6 @@ pub(crate) async fn with_arrivals(
         let event = &prepared.event;
         if event.event_type != "machine.moved" {
             continue;
-        }
-        if arrivals.len() == MAX_MOVES_PER_BATCH {
-            return Err(ApiError::bad_request(
-                "too_many_moves",
-                format!(
-                    "event {index}: a batch holds at most {MAX_MOVES_PER_BATCH} machine.moved events"
-                ),
-            )
-            .with("index", index)
-            .with("limit", MAX_MOVES_PER_BATCH));
         }
         let destination = event.data["to_workspace"].as_str().unwrap_or_default();
         if !principal.may_see(Some(destination)) {

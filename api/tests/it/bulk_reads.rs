@@ -41,6 +41,17 @@ pub(crate) async fn large_history(app: &TestApp) -> u64 {
     app.head().await
 }
 
+/// Asks for an evidence bundle of all of ws_acme with the admin token; the body is left unread.
+pub(crate) async fn request_whole_bundle(app: &TestApp) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/workspaces/ws_acme/evidence"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The recorded events of one type, read from the store itself.
 async fn recorded(app: &TestApp, event_type: &str) -> Vec<Value> {
     let mut found = Vec::new();
@@ -90,14 +101,7 @@ conformance! {
 async fn an_evidence_bundle_is_recorded_with_its_count_before_its_first_byte() {
     let app = TestApp::spawn().await;
     let head = large_history(&app).await;
-    let response = app
-        .client
-        .post(app.url("/v1/workspaces/ws_acme/evidence"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
+    let response = request_whole_bundle(&app).await;
     assert_eq!(response.status(), StatusCode::OK);
     let records = recorded(&app, "evidence.exported").await;
     assert_eq!(records.len(), 1, "recorded before the body was read");

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::bulk_reads::large_history;
+use crate::bulk_reads::{large_history, request_whole_bundle};
 use crate::support::{TOKEN, TestApp, registered};
 
 /// Sends raw bytes as one request and answers the status line and the rest of the answer.
@@ -295,15 +295,7 @@ async fn a_token_past_its_share_of_long_reads_is_429_while_other_tokens_are_serv
         "too_many_exports",
     )
     .await;
-    let evidence = app
-        .client
-        .post(app.url("/v1/workspaces/ws_acme/evidence"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    refusal(evidence, "too_many_exports").await;
+    refusal(request_whole_bundle(&app).await, "too_many_exports").await;
     let elsewhere = get(export, other).await.unwrap();
     assert_eq!(elsewhere.status(), StatusCode::OK);
 

@@ -224,33 +224,3 @@ async fn a_machine_moves_only_with_a_token_of_both_workspaces_and_is_recorded_in
     assert_eq!(app.head().await, 5);
 }
 }
-
-conformance! {
-#[tokio::test]
-async fn a_batch_of_more_than_a_hundred_moves_is_refused_whole() {
-    let app = TestApp::spawn().await;
-    let machines: Vec<Value> = (0..101).map(|i| registered("ws_acme", &format!("mch_{i}"))).collect();
-    let (status, _) = app.append(machines).await;
-    assert_eq!(status, StatusCode::OK);
-    app.append(vec![registered("ws_globex", "mch_g")]).await;
-    let head = app.head().await;
-    let moves = |count: usize| -> Vec<Value> {
-        (0..count)
-            .map(|i| {
-                let mut event = moved("ws_acme", "ws_globex", &format!("mch_{i}"));
-                event.as_object_mut().unwrap().remove("id");
-                event
-            })
-            .collect()
-    };
-    let (status, answer) = app.append(moves(101)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert_eq!(answer["error"]["code"], "too_many_moves");
-    assert_eq!(answer["error"]["index"], 100);
-    assert_eq!(answer["error"]["limit"], 100);
-    assert_eq!(app.head().await, head, "nothing of the refused batch landed");
-    let (status, answer) = app.append(moves(100)).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(app.head().await, head + 200, "each move is recorded in both workspaces");
-}
-}

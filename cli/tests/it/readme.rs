@@ -5,9 +5,7 @@
 //! pipefail`) in a fresh directory while `chronicle demo` serves `./chronicle-data`; then every
 //! ```` ```sh server-stopped ```` block runs, in order, once the server has stopped. Blocks
 //! marked ```` ```shell ```` (the server itself, the test command, PostgreSQL) are not run.
-//! The harness changes only this: the demo is started with `--webhook-allow siem.example.com`
-//! (the webhook example's host, which does not resolve here), `cargo run --release --` is this
-//! build's `chronicle`,
+//! The harness changes only this: `cargo run --release --` is this build's `chronicle`,
 //! `127.0.0.1:7700` is the test server's address, `curl` fails on an HTTP error status
 //! (`--fail-with-body`), and a streaming `curl -N` is stopped after 3 s.
 
@@ -160,13 +158,7 @@ fn the_readmes_commands_work_as_written_against_the_demo() {
     }
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("chronicle-data");
-    let server = Server::start(&[
-        "demo",
-        "--data",
-        data.to_str().unwrap(),
-        "--webhook-allow",
-        "siem.example.com",
-    ]);
+    let server = Server::start(&["demo", "--data", data.to_str().unwrap()]);
     let address = server.url.trim_start_matches("http://").to_owned();
     wait_until_caught_up(&server.url);
     for (file, blocks) in &documents {
