@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReadModel, State, stream_id, stream_row_key};
+use super::{ReadModel, State, row_key, stream_id, stream_row_key};
 use crate::catalogue::{EventData, MachineMoved, MachineRegistered, PresenceStatus};
 use crate::envelope::RecordedEvent;
 
@@ -39,12 +39,15 @@ impl ReadModel for Machines {
     const NAME: &'static str = "machines";
     type Row = Machine;
 
-    fn keys(event: &RecordedEvent, _data: &EventData) -> Vec<String> {
-        if event.event_type.starts_with("machine.") {
-            vec![stream_row_key(event)]
-        } else {
-            Vec::new()
+    fn keys(event: &RecordedEvent, data: &EventData) -> Vec<String> {
+        if !event.event_type.starts_with("machine.") {
+            return Vec::new();
         }
+        let mut keys = vec![stream_row_key(event)];
+        keys.extend(
+            move_before_v2(event, data).map(|to_workspace| row_key(to_workspace, stream_id(event))),
+        );
+        keys
     }
 
     fn apply(rows: &mut State<Machine>, event: &RecordedEvent, data: &EventData) {
@@ -54,8 +57,13 @@ impl ReadModel for Machines {
             return;
         }
         if let EventData::MachineMoved(_) = data {
-            // It left: the workspace it joined records its arrival in its own history.
-            rows.remove(&key);
+            // It left: the workspace it joined records its arrival in its own history, except
+            // for a move recorded before v2, which was recorded once and carries the machine.
+            let left = rows.remove(&key);
+            if let (Some(mut machine), Some(to_workspace)) = (left, move_before_v2(event, data)) {
+                machine.workspace = to_workspace.to_owned();
+                rows.insert(row_key(to_workspace, stream_id(event)), machine);
+            }
             return;
         }
         let Some(machine) = rows.get_mut(&key) else {
@@ -93,6 +101,20 @@ impl ReadModel for Machines {
 
     fn workspace(row: &Machine) -> &str {
         &row.workspace
+    }
+}
+
+/// Returns the workspace a move recorded before v2 took the machine to. Such a move (its event
+/// has no `submitted_by`) was recorded only in the workspace it left, with no arrival.
+fn move_before_v2<'a>(event: &RecordedEvent, data: &'a EventData) -> Option<&'a str> {
+    match data {
+        EventData::MachineMoved(MachineMoved { to_workspace, .. })
+            if event.submitted_by.is_none()
+                && event.workspace.as_deref() != Some(to_workspace.as_str()) =>
+        {
+            Some(to_workspace.as_str())
+        }
+        _ => None,
     }
 }
 
@@ -278,6 +300,33 @@ mod tests {
             joined.registered_at, "2026-09-01T00:04:00.000Z",
             "it joined when it moved"
         );
+    }
+
+    #[test]
+    fn a_move_recorded_before_v2_takes_the_machine_to_the_workspace_it_joined() {
+        let registered = minimal_example("machine.registered").unwrap();
+        let mut moved = machine_event(
+            2,
+            "machine.moved",
+            "ws_1",
+            json!({"from_workspace": "ws_1", "to_workspace": "ws_2"}),
+        );
+        moved.submitted_by = None;
+        let renamed_there = machine_event(
+            3,
+            "machine.renamed",
+            "ws_2",
+            json!({"from": "a", "to": "ci-02"}),
+        );
+        let state = fold::<Machines>(&[
+            machine_event(1, "machine.registered", "ws_1", registered),
+            moved,
+            renamed_there,
+        ]);
+        assert!(!state.contains_key("ws_1/mch_9"), "it left ws_1");
+        let joined = &state["ws_2/mch_9"];
+        assert_eq!(joined.workspace, "ws_2");
+        assert_eq!(joined.name, "ci-02", "ws_2's later events apply to it");
     }
 
     #[test]
