@@ -975,3 +975,50 @@ fn verify_url_refuses_a_log_checkpoint_signed_under_another_origin() {
         "{said}"
     );
 }
+
+#[test]
+fn verify_url_refuses_a_workspace_checkpoint_signed_under_another_workspaces_origin() {
+    use chronicle_domain::RecordedEvent;
+    use chronicle_store::checkpoint::{Checkpoint, NoteSigner};
+    let signer = NoteSigner::generate("chronicle.test");
+    let mut event: RecordedEvent = serde_json::from_value(json!({
+        "position": 1, "workspace_seq": 1, "id": "0193a1b2-0000-7000-8000-000000000001",
+        "stream": "machine-mch_1", "stream_version": 1, "type": "machine.deregistered",
+        "workspace": "ws_acme", "occurred_at": "2026-12-01T00:00:00.000Z",
+        "recorded_at": "2026-12-01T00:00:00.000Z", "actor": {"kind": "system", "id": "agent"},
+        "context": {}, "data": {}, "submitted_by": "tok_1",
+    }))
+    .unwrap();
+    let (_, leaf) = event.seal();
+    let tree = |origin: &str| {
+        signer.sign(&Checkpoint {
+            origin: origin.into(),
+            size: 1,
+            root: leaf,
+        })
+    };
+    // The log's checkpoint and the event are true; ws_acme's tree is answered with a note
+    // signed for ws_globex's, of the same size and root.
+    let url = hostile_server(vec![
+        ("/v1/public-key", format!("{}\n", signer.verifier_key())),
+        ("/v1/checkpoint", tree("chronicle.test")),
+        (
+            "/v1/workspaces/ws_acme/checkpoint",
+            tree("chronicle.test/workspaces/ws_globex"),
+        ),
+        (
+            "/v1/events",
+            json!({"events": [event], "next": 1}).to_string(),
+        ),
+    ]);
+    let output = run(&["verify", "--url", &url, "--token", "any"]);
+    let said = text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "workspace ws_acme: the signed checkpoint is of `chronicle.test/workspaces/ws_globex`"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("does not match its leaf hash"), "{said}");
+}
