@@ -1,11 +1,15 @@
 //! A hostile tenant: a token of one workspace tries to read, change or probe another's data,
 //! and a hostile reader tries to make Chronicle sign what it never recorded.
 
+use std::collections::BTreeMap;
+
+use chronicle_domain::catalogue;
+use chronicle_fixtures::Scale;
 use chronicle_store::conformance;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, registered, renamed};
+use crate::support::{TOKEN, TestApp, registered, renamed};
 
 /// A workspace segment that smuggles a tree size and a root into the signed note's body.
 const FORGED_ORIGIN: &str = "ws_acme%0A3%0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D";
@@ -222,5 +226,134 @@ async fn a_machine_moves_only_with_a_token_of_both_workspaces_and_is_recorded_in
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["events"][0]["position"], 4);
     assert_eq!(app.head().await, 5);
+}
+}
+
+/// What a workspace shows its readers once the views reach `position`: its tree's size, each
+/// read model, every stream named in `streams`, and the audit search of all but Chronicle's own
+/// records (the search itself records one). Answers are kept without the log position they were
+/// read at.
+async fn what_a_workspace_shows(
+    app: &TestApp,
+    workspace: &str,
+    streams: &BTreeMap<&str, String>,
+    position: u64,
+) -> (u64, Vec<Value>) {
+    let checkpoint = format!("/v1/workspaces/{workspace}/checkpoint");
+    let note = app.get_text(&checkpoint, TOKEN).await.1;
+    let size = note.lines().nth(1).unwrap().parse().unwrap();
+    let mut paths = Vec::new();
+    for model in [
+        "machines",
+        "sessions",
+        "schedules",
+        "members",
+        "billing",
+        "activity",
+    ] {
+        paths.push(format!(
+            "/v1/workspaces/{workspace}/{model}?limit=1000&min_position={position}"
+        ));
+    }
+    for stream in streams.values() {
+        paths.push(format!("/v1/workspaces/{workspace}/streams/{stream}"));
+    }
+    paths.push(format!(
+        "/v1/workspaces/{workspace}/audit?q=-type:audit.*&limit=1000&min_position={position}"
+    ));
+    let mut shown = Vec::new();
+    for path in paths {
+        let (status, mut answer) = app.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        answer.as_object_mut().unwrap().remove("position");
+        shown.push(answer);
+    }
+    (size, shown)
+}
+
+/// An example event of `event_type` for `workspace`, in `stream`.
+fn example(event_type: &str, workspace: &str, stream: &str, victim: &str) -> Value {
+    let mut data = catalogue::minimal_example(event_type).unwrap();
+    if event_type == "machine.moved" {
+        data = json!({"from_workspace": workspace, "to_workspace": victim});
+    }
+    json!({
+        "stream": stream,
+        "type": event_type,
+        "workspace": workspace,
+        "occurred_at": "2026-11-24T03:50:26.123Z",
+        "actor": {"kind": "member", "id": "usr_1", "name": "mallory@evil.test"},
+        "data": data,
+    })
+}
+
+conformance! {
+#[tokio::test]
+async fn no_event_of_any_type_sent_into_another_workspaces_streams_changes_what_it_shows() {
+    let app = TestApp::spawn().await;
+    let history = chronicle_fixtures::history(7, Scale::small());
+    for batch in history.chunks(500) {
+        let (status, answer) = app.append(batch.to_vec()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let victim = history
+        .iter()
+        .find_map(|event| event["workspace"].as_str())
+        .unwrap()
+        .to_owned();
+    // One of the victim's own streams of each kind, by name.
+    let mut streams: BTreeMap<&str, String> = BTreeMap::new();
+    for event in history.iter().filter(|event| event["workspace"] == victim.as_str()) {
+        let kind = catalogue::stream_kind(event["type"].as_str().unwrap()).unwrap();
+        streams
+            .entry(kind)
+            .or_insert_with(|| event["stream"].as_str().unwrap().to_owned());
+    }
+    let before = what_a_workspace_shows(&app, &victim, &streams, app.head().await).await;
+    for shown in &before.1 {
+        let rows = ["items", "events", "hits"].iter().find_map(|list| shown[list].as_array());
+        assert!(rows.is_none_or(|rows| !rows.is_empty()), "{shown}");
+    }
+
+    let (evil, _) = app.token(Some("ws_evil"), &["append"]).await;
+    let mut sent = 0;
+    let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+    for event_type in catalogue::EVENT_TYPES {
+        let kind = catalogue::stream_kind(event_type).unwrap();
+        let Some(stream) = streams.get(kind) else {
+            continue;
+        };
+        let event = example(event_type, "ws_evil", stream, &victim);
+        let (status, answer) = app
+            .send(Method::POST, "/v1/events", Some(&evil), Some(&json!({"events": [event]})))
+            .await;
+        // A stream whose name holds a workspace (workspace-, billing-, member-) is that
+        // workspace's alone, and a reserved type is Chronicle's own.
+        let expected = if catalogue::is_reserved(event_type) || stream.contains(&victim) {
+            StatusCode::BAD_REQUEST
+        } else if *event_type == "machine.moved" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(status, expected, "{event_type} into {stream}: {answer}");
+        if status == StatusCode::OK {
+            let version = versions.entry(stream).or_default();
+            *version += 1;
+            assert_eq!(
+                answer["events"][0]["stream_version"], *version,
+                "{event_type}: ws_evil's {stream} is a stream of its own"
+            );
+            sent += 1;
+        }
+    }
+    assert!(sent > 30, "{sent} events of the catalogue's types were sent");
+
+    let after = what_a_workspace_shows(&app, &victim, &streams, app.head().await).await;
+    assert_eq!(after.0, before.0 + 1, "only the first look's audit.searched joined its tree");
+    assert_eq!(before.1.len(), after.1.len());
+    for (before, after) in before.1.iter().zip(&after.1) {
+        assert_eq!(before, after);
+    }
 }
 }
