@@ -357,3 +357,41 @@ async fn no_event_of_any_type_sent_into_another_workspaces_streams_changes_what_
     }
 }
 }
+
+conformance! {
+#[tokio::test]
+async fn another_workspace_and_one_that_does_not_exist_are_refused_alike_before_any_read() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.append(vec![registered("ws_acme", "mch_13")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (evil, _) = app.token(Some("ws_evil"), &["read", "export", "admin"]).await;
+    let routes = [
+        (Method::GET, "machines"),
+        (Method::GET, "machines/mch_13"),
+        (Method::GET, "streams/machine-mch_13"),
+        (Method::GET, "audit?q=mch_13"),
+        (Method::GET, "audit/export?q=mch_13&format=csv"),
+        (Method::GET, "checkpoint"),
+        (Method::GET, "proofs/inclusion?seq=1"),
+        (Method::GET, "live?after=0"),
+        (Method::GET, "webhooks"),
+        (Method::POST, "evidence"),
+    ];
+    for (method, route) in routes {
+        let body = json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"});
+        let mut answers = Vec::new();
+        for workspace in ["ws_acme", "ws_nowhere"] {
+            let path = format!("/v1/workspaces/{workspace}/{route}");
+            let (status, answer) = app
+                .send(method.clone(), &path, Some(&evil), Some(&body))
+                .await;
+            answers.push((status, answer.to_string().replace(workspace, "WS")));
+        }
+        assert_eq!(answers[0].0, StatusCode::NOT_FOUND, "{route}: {}", answers[0].1);
+        assert_eq!(answers[0], answers[1], "{route}");
+    }
+    // Neither was looked up: nothing was recorded in ws_acme.
+    let (_, stream) = app.get("/v1/workspaces/ws_acme/streams/audit-ws_acme").await;
+    assert_eq!(stream["events"].as_array().map_or(0, Vec::len), 0, "{stream}");
+}
+}
